@@ -1,0 +1,290 @@
+# Copyright (c) focal_mm contributors. All rights reserved.
+"""Focal self-attention on a ``B x H x W x C`` map."""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmengine.registry import MODELS
+
+from .focal_geometry import (MASK_VALUE, focal_geometry, num_expanded_keys,
+                             pooled_extent, relative_position_index)
+
+POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
+
+
+def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Trims or zero-pads ``dim`` of ``x`` to ``size``, centred, with the
+    smaller half of the difference at the start."""
+    diff = x.shape[dim] - size
+    if diff >= 0:
+        return x.narrow(dim, diff // 2, size)
+    before = -diff // 2
+    pad = [0, 0] * (x.dim() - dim - 1) + [before, -diff - before]
+    return F.pad(x, pad)
+
+
+@MODELS.register_module()
+class FocalAttention(BaseModule):
+    """Focal self-attention (Yang et al., NeurIPS 2021).
+
+    Every ``window_size`` square of queries attends its own tokens, a ring of
+    ``expand_size`` fine tokens around it, and for each of the
+    ``focal_level - 1`` pooled levels a neighbourhood of tokens pooled over
+    sub-windows of ``window_size // 2**k``. Numerically identical to the
+    official implementation; any map size works (the map is zero-padded to
+    window multiples, and padded tokens are attended as zero features, as in
+    the official code).
+
+    Args:
+        embed_dims (int): Channels ``C`` of the map.
+        num_heads (int): Attention heads; must divide ``embed_dims``.
+        window_size (int): Query window side. Default: 7.
+        expand_size (int): Width of the fine surroundings (0: none).
+            Default: 3.
+        shift_size (int): Cyclic shift of the windows (0: none). Default: 0.
+        focal_level (int): Focal levels, the fine one included. Default: 2.
+        focal_window (int): Side of the pooled neighbourhood at level 0;
+            must be odd when there are pooled levels. Default: 7.
+        pool_method (str): ``'fc'``, ``'conv'``, ``'mean'``, ``'max'`` or
+            ``'none'`` (no pooled levels). Default: ``'fc'``.
+        qkv_bias (bool): Bias in the qkv projection. Default: True.
+        qk_scale (float, optional): Overrides ``head_dims ** -0.5``.
+        attn_drop_rate (float): Dropout on attention weights. Default: 0.
+        proj_drop_rate (float): Dropout after the output projection.
+            Default: 0.
+        init_cfg (dict, optional): mmengine initialisation config.
+
+    Shape:
+        - input: ``(B, H, W, C)``
+        - output: ``(B, H, W, C)``
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int = 7,
+                 expand_size: int = 3,
+                 shift_size: int = 0,
+                 focal_level: int = 2,
+                 focal_window: int = 7,
+                 pool_method: str = 'fc',
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims <= 0 or num_heads <= 0 or embed_dims % num_heads:
+            raise ValueError(f'num_heads ({num_heads}) must be positive and '
+                             f'divide embed_dims ({embed_dims})')
+        if window_size < 1:
+            raise ValueError(f'window_size must be >= 1, got {window_size}')
+        if not 0 <= expand_size < window_size:
+            raise ValueError(f'expand_size must be in [0, window_size='
+                             f'{window_size}), got {expand_size}')
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f'shift_size must be in [0, window_size='
+                             f'{window_size}), got {shift_size}')
+        if pool_method not in POOL_METHODS:
+            raise ValueError(f'pool_method must be one of {POOL_METHODS}, '
+                             f'got {pool_method!r}')
+        if focal_level < 1:
+            raise ValueError(f'focal_level must be >= 1, got {focal_level}')
+        num_pooled = 0 if pool_method == 'none' else focal_level - 1
+        if num_pooled and (focal_window < 1 or focal_window % 2 == 0):
+            raise ValueError('focal_window must be a positive odd number '
+                             'when there are pooled levels (an even one '
+                             'does not centre the neighbourhood on the '
+                             f'window), got {focal_window}')
+        if num_pooled and window_size // 2**(num_pooled - 1) < 1:
+            raise ValueError(
+                f'window_size {window_size} is too small for {focal_level} '
+                f'focal levels: level {num_pooled - 1} pools sub-windows of '
+                f'window_size // 2**{num_pooled - 1} = 0 tokens')
+
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.scale = qk_scale or self.head_dims**-0.5
+        self.window_size = window_size
+        self.expand_size = expand_size
+        self.shift_size = shift_size
+        self.focal_level = focal_level
+        self.focal_window = focal_window
+        self.pool_method = pool_method
+        # The focal window of every pooled level (see focal_geometry).
+        self.pooled_windows = (focal_window, ) * num_pooled
+
+        w, heads = window_size, num_heads
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * w - 1)**2, heads))
+        if expand_size > 0:
+            self.relative_position_bias_table_to_neighbors = nn.Parameter(
+                torch.zeros(1, heads, w * w,
+                            num_expanded_keys(w, expand_size)))
+        self.relative_position_bias_table_to_windows = nn.ParameterList([
+            nn.Parameter(
+                torch.zeros(heads, (w + pooled_extent(focal_window, k) - 1)**2))
+            for k in range(num_pooled)
+        ])
+        self.pool_layers = nn.ModuleList()
+        for k in range(num_pooled):
+            sub = w // 2**k
+            if pool_method == 'fc':
+                # Starts as mean pooling over the sub-window.
+                fc = nn.Linear(sub * sub, 1)
+                nn.init.constant_(fc.weight, 1. / (sub * sub))
+                nn.init.zeros_(fc.bias)
+                self.pool_layers.append(fc)
+            elif pool_method == 'conv':
+                self.pool_layers.append(
+                    nn.Conv2d(
+                        embed_dims, embed_dims, sub, stride=sub,
+                        groups=embed_dims))
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop_rate = attn_drop_rate
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+
+        self.register_buffer(
+            'bias_index', self._bias_index(expand_size), persistent=False)
+        if expand_size > 0:
+            # Used when the map is too small to expand (see forward).
+            self.register_buffer(
+                'bias_index_unexpanded', self._bias_index(0), persistent=False)
+
+        for table in self._bias_tables():
+            trunc_normal_(table, std=.02)
+
+    def _bias_tables(self):
+        yield self.relative_position_bias_table
+        if self.expand_size > 0:
+            yield self.relative_position_bias_table_to_neighbors
+        yield from self.relative_position_bias_table_to_windows
+
+    def _bias_index(self, expand_size: int) -> torch.Tensor:
+        """``(w*w, N)`` index into the concatenated, head-major bias tables."""
+        w = self.window_size
+        parts = [relative_position_index(w, w)]
+        offset = (2 * w - 1)**2
+        if self.expand_size > 0:
+            n = num_expanded_keys(w, self.expand_size)
+            if expand_size > 0:
+                parts.append(offset + torch.arange(w * w * n).view(w * w, n))
+            offset += w * w * n
+        for k, focal_window in enumerate(self.pooled_windows):
+            extent = pooled_extent(focal_window, k)
+            parts.append(offset + relative_position_index(w, extent))
+            offset += (w + extent - 1)**2
+        return torch.cat(parts, dim=1)
+
+    def position_bias(self, expanded: bool) -> torch.Tensor:
+        """All relative position biases, ``(num_heads, w*w, N)``."""
+        heads = self.num_heads
+        tables = [self.relative_position_bias_table.t()]
+        if self.expand_size > 0:
+            tables.append(
+                self.relative_position_bias_table_to_neighbors.reshape(
+                    heads, -1))
+        tables.extend(self.relative_position_bias_table_to_windows)
+        index = self.bias_index if expanded or self.expand_size == 0 \
+            else self.bias_index_unexpanded
+        return torch.cat(tables, dim=1)[:, index]
+
+    def _pool(self, x: torch.Tensor, level: int,
+              grid: Tuple[int, int]) -> torch.Tensor:
+        """Pools the padded (shifted) map to ``(B, Ph * Pw, C)`` tokens."""
+        B, H, W, C = x.shape
+        sub = self.window_size // 2**level
+        target_h, target_w = grid[0] * sub, grid[1] * sub
+        # Centre-trim or centre-pad to whole sub-windows; the smaller half of
+        # the difference goes on top / left.
+        x = _centre_fit(x, 1, target_h)
+        x = _centre_fit(x, 2, target_w)
+        if self.pool_method == 'conv':
+            pooled = self.pool_layers[level](x.permute(0, 3, 1, 2))
+            return pooled.flatten(2).transpose(1, 2)
+        cells = x.reshape(B, grid[0], sub, grid[1], sub, C)
+        if self.pool_method == 'mean':
+            pooled = cells.mean(dim=(2, 4))
+        elif self.pool_method == 'max':
+            pooled = cells.amax(dim=(2, 4))
+        else:  # fc: one weight per sub-window position, shared by channels
+            fc = self.pool_layers[level]
+            pooled = torch.einsum('bpiqjc,ij->bpqc', cells,
+                                  fc.weight.view(sub, sub)) + fc.bias
+        return pooled.reshape(B, -1, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[-1] != self.embed_dims:
+            raise ValueError(
+                'FocalAttention expects a (B, H, W, C) map with C = '
+                f'{self.embed_dims}, got shape {tuple(x.shape)}')
+        B, H, W, C = x.shape
+        w = self.window_size
+        # The official model neither expands nor shifts a map that fits in
+        # one window.
+        fits_one_window = min(H, W) <= w
+        expand = 0 if fits_one_window else self.expand_size
+        shift = 0 if fits_one_window else self.shift_size
+
+        Hp, Wp = math.ceil(H / w) * w, math.ceil(W / w) * w
+        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        if shift:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
+                              x.device)
+        tokens = [x.reshape(B, Hp * Wp, C)]
+        for level, grid in enumerate(geom.pooled_sizes):
+            tokens.append(self._pool(x, level, grid))
+        qkv = self.qkv(torch.cat(tokens, dim=1) if len(tokens) > 1 else
+                       tokens[0])
+
+        heads, d = self.num_heads, self.head_dims
+        L = w * w
+        q = qkv[:, :, :C].index_select(1, geom.query_index)
+        q = q.view(-1, L, heads, d).transpose(1, 2) * self.scale
+        kv = qkv[:, :, C:].reshape(B, -1, 2, heads, d)
+        if geom.key_padding is not None:
+            # Keys outside the pooled grid are zero vectors whose logits get
+            # MASK_VALUE. The mask only depends on the key, so it rides along
+            # as an extra channel (query 1, key MASK_VALUE) and the bias
+            # stays shared by all windows.
+            table = F.pad(kv, (0, 1, 0, 0, 0, 0, 0, 1))
+            table[:, -1, 0, :, d] = MASK_VALUE
+            q = F.pad(q, (0, 1), value=1.)
+        else:
+            table = kv
+        kv = table.index_select(1, geom.key_index)
+        kv = kv.view(q.shape[0], -1, *kv.shape[2:])
+        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+
+        mask = self.position_bias(expand > 0).unsqueeze(0)
+        if geom.region_mask is not None:
+            region = F.pad(geom.region_mask, (0, k.shape[2] - L))
+            mask = (mask + region.unsqueeze(1)).repeat(B, 1, 1, 1)
+        out = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask.to(q.dtype),
+            dropout_p=self.attn_drop_rate if self.training else 0.,
+            scale=1.)
+        out = out[..., :d].transpose(1, 2).reshape(B, Hp // w, Wp // w, w, w,
+                                                   C)
+        out = self.proj_drop(self.proj(out))
+        out = out.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+        if shift:
+            out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
+        return out[:, :H, :W]
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'window_size={self.window_size}, '
+                f'expand_size={self.expand_size}, '
+                f'shift_size={self.shift_size}, '
+                f'focal_level={self.focal_level}, '
+                f'focal_window={self.focal_window}, '
+                f'pool_method={self.pool_method!r}')

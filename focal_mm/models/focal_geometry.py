@@ -1,0 +1,189 @@
+# Copyright (c) focal_mm contributors. All rights reserved.
+"""Which tokens every query window of focal self-attention attends.
+
+Focal attention gives each ``w x w`` query window three kinds of keys: its own
+tokens, a ring of fine tokens around it (taken from four cyclic rolls of the
+map, so they wrap around the border) and, per pooled level, a neighbourhood of
+pooled tokens. Everything about *which* token sits in which key slot depends
+only on the map size and the block's hyper-parameters, so it is computed once
+per size and cached; a forward pass then needs one gather.
+
+Keys are gathered from one token table laid out as::
+
+    [fine map (Hp * Wp) | pooled level 0 | pooled level 1 | ... | zero row]
+
+Slots of a pooled neighbourhood that fall outside the pooled grid point at the
+trailing zero row (the official code unfolds with zero padding) and get
+``MASK_VALUE`` added to their logits.
+"""
+from functools import lru_cache
+from typing import List, NamedTuple, Tuple
+
+import torch
+
+# The additive logit mask of the official implementation (not -inf).
+MASK_VALUE = -100.0
+
+
+def pooled_kernel(focal_window: int, level: int) -> int:
+    """Unfold kernel of pooled level ``level`` (before the k > 0 trim)."""
+    return 2 * (focal_window // 2) + 2**(level + 1) - 1
+
+
+def pooled_extent(focal_window: int, level: int) -> int:
+    """Side of the pooled neighbourhood a window attends at ``level``."""
+    return focal_window + 2**level - 1
+
+
+def num_expanded_keys(window_size: int, expand_size: int) -> int:
+    """Number of fine surrounding keys: four rolled windows minus overlaps."""
+    return 4 * (window_size**2 - (window_size - expand_size)**2)
+
+
+def _expanded_offsets(window_size: int,
+                      expand_size: int) -> List[Tuple[int, int]]:
+    """(dy, dx) offsets of the surrounding keys of a window, in slot order.
+
+    A roll by ``(sy, sx)`` moves the token at ``(y - sy, x - sx)`` to
+    ``(y, x)``; from each rolled window only the tokens outside the corner
+    that overlaps the window itself are kept, row-major, rolls in the order
+    (-e, -e), (-e, +e), (+e, -e), (+e, +e).
+    """
+    w, e = window_size, expand_size
+    offsets = []
+    for sy, sx in ((-e, -e), (-e, e), (e, -e), (e, e)):
+        for i in range(w):
+            for j in range(w):
+                inside_rows = i < w - e if sy < 0 else i >= e
+                inside_cols = j < w - e if sx < 0 else j >= e
+                if not (inside_rows and inside_cols):
+                    offsets.append((i - sy, j - sx))
+    return offsets
+
+
+class FocalGeometry(NamedTuple):
+    """Cached gather indices and masks for one map size.
+
+    Attributes:
+        query_index (Tensor): ``(nW * w * w,)`` fine-map index of every query,
+            window by window (row-major windows, row-major tokens).
+        key_index (Tensor): ``(nW * N,)`` token-table index of every key slot.
+        key_padding (Tensor | None): ``(nW, N)`` bool, True for slots that
+            point at the zero row (masked); None if there are none.
+        region_mask (Tensor | None): ``(nW, w * w, w * w)`` additive mask of
+            the shifted-window regions (own-window keys only), or None.
+        pooled_sizes (tuple): ``(Ph, Pw)`` of every pooled level.
+        num_tokens (int): rows of the token table, the zero row included.
+    """
+    query_index: torch.Tensor
+    key_index: torch.Tensor
+    key_padding: torch.Tensor
+    region_mask: torch.Tensor
+    pooled_sizes: Tuple[Tuple[int, int], ...]
+    num_tokens: int
+
+
+def _region_mask(height: int, width: int, window_size: int,
+                 shift_size: int) -> torch.Tensor:
+    """Swin's mask between tokens that the cyclic shift made neighbours."""
+    labels = torch.zeros(height, width, dtype=torch.long)
+    cuts = (slice(0, -window_size), slice(-window_size, -shift_size),
+            slice(-shift_size, None))
+    region = 0
+    for rows in cuts:
+        for cols in cuts:
+            labels[rows, cols] = region
+            region += 1
+    w = window_size
+    labels = labels.view(height // w, w, width // w, w).permute(0, 2, 1, 3)
+    labels = labels.reshape(-1, w * w)
+    differ = labels[:, :, None] != labels[:, None, :]
+    return differ.to(torch.float32) * MASK_VALUE
+
+
+@lru_cache(maxsize=128)
+def focal_geometry(height: int, width: int, window_size: int,
+                   expand_size: int, shift_size: int,
+                   focal_windows: Tuple[int, ...],
+                   device: torch.device) -> FocalGeometry:
+    """Index tables of one focal attention call on a padded map.
+
+    Args:
+        height (int): Padded map height, a multiple of ``window_size``.
+        width (int): Padded map width, a multiple of ``window_size``.
+        window_size (int): Query window side ``w``.
+        expand_size (int): Fine surrounding width ``e`` (0: none).
+        shift_size (int): Cyclic shift of the map (0: none).
+        focal_windows (tuple[int]): The focal window of each pooled level
+            (empty: no pooled levels).
+        device (torch.device): Where the tensors live.
+    """
+    w = window_size
+    n_rows, n_cols = height // w, width // w
+    win_y = torch.arange(n_rows).repeat_interleave(n_cols)  # (nW,)
+    win_x = torch.arange(n_cols).repeat(n_rows)
+    iy, ix = torch.meshgrid(torch.arange(w), torch.arange(w), indexing='ij')
+    own_y = win_y[:, None] * w + iy.reshape(1, -1)  # (nW, w*w)
+    own_x = win_x[:, None] * w + ix.reshape(1, -1)
+    query_index = own_y * width + own_x
+    slots = [query_index]
+    padding = [torch.zeros_like(query_index, dtype=torch.bool)]
+
+    if expand_size > 0:
+        off = torch.tensor(_expanded_offsets(w, expand_size))  # (n, 2)
+        ys = (win_y[:, None] * w + off[None, :, 0]) % height
+        xs = (win_x[:, None] * w + off[None, :, 1]) % width
+        slots.append(ys * width + xs)
+        padding.append(torch.zeros_like(ys, dtype=torch.bool))
+
+    offset = height * width
+    pooled_sizes = []
+    for level, focal_window in enumerate(focal_windows):
+        stride = 2**level
+        grid_h, grid_w = n_rows * stride, n_cols * stride
+        kernel = pooled_kernel(focal_window, level)
+        # Levels above 0 drop the first 2^k - 1 rows and columns of the unfold.
+        taps = torch.arange(stride - 1, kernel) - kernel // 2
+        py = win_y[:, None] * stride + taps[None, :]  # (nW, K')
+        px = win_x[:, None] * stride + taps[None, :]
+        py, px = py[:, :, None], px[:, None, :]
+        outside = (py < 0) | (py >= grid_h) | (px < 0) | (px >= grid_w)
+        index = offset + py.clamp(0, grid_h - 1) * grid_w + px.clamp(
+            0, grid_w - 1)
+        slots.append(index.flatten(1))
+        padding.append(outside.flatten(1))
+        pooled_sizes.append((grid_h, grid_w))
+        offset += grid_h * grid_w
+
+    zero_row = offset
+    key_index = torch.cat(slots, dim=1)
+    key_padding = torch.cat(padding, dim=1)
+    key_index = key_index.masked_fill(key_padding, zero_row)
+    region_mask = None
+    if shift_size > 0:
+        region_mask = _region_mask(height, width, w, shift_size).to(device)
+    return FocalGeometry(
+        query_index=query_index.flatten().to(device),
+        key_index=key_index.flatten().to(device),
+        key_padding=key_padding.to(device) if key_padding.any() else None,
+        region_mask=region_mask,
+        pooled_sizes=tuple(pooled_sizes),
+        num_tokens=zero_row + 1)
+
+
+def relative_position_index(query_size: int, key_size: int) -> torch.Tensor:
+    """Index into a ``(query_size + key_size - 1)^2`` relative-bias table.
+
+    Query positions are a ``query_size`` square, keys a ``key_size`` square;
+    the result is ``(query_size^2, key_size^2)``.
+    """
+    q = torch.stack(
+        torch.meshgrid(
+            torch.arange(query_size), torch.arange(query_size),
+            indexing='ij')).flatten(1)
+    k = torch.stack(
+        torch.meshgrid(
+            torch.arange(key_size), torch.arange(key_size),
+            indexing='ij')).flatten(1)
+    rel = q[:, :, None] - k[:, None, :] + key_size - 1  # (2, Lq, Lk)
+    return rel[0] * (query_size + key_size - 1) + rel[1]

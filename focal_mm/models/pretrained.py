@@ -1,0 +1,118 @@
+# Copyright (c) focal_mm contributors. All rights reserved.
+"""Loading official or converted checkpoints into a FocalTransformer."""
+import math
+import re
+from collections import OrderedDict
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint stored bare or under ``state_dict`` /
+    ``model``, without DataParallel's ``module.`` prefixes."""
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f'A checkpoint must be a dict, got {type(checkpoint)}')
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    return OrderedDict((k[7:] if k.startswith('module.') else k, v)
+                       for k, v in checkpoint.items())
+
+
+def to_backbone_keys(state_dict: Dict[str, torch.Tensor]
+                     ) -> Dict[str, torch.Tensor]:
+    """Official keys are converted; a whole detector or classifier is cut
+    down to its ``backbone.`` entries."""
+    from ..official import is_official_state_dict, official_to_backbone
+    if is_official_state_dict(state_dict):
+        return official_to_backbone(state_dict)
+    if any(k.startswith('backbone.') for k in state_dict):
+        return OrderedDict((k[9:], v) for k, v in state_dict.items()
+                           if k.startswith('backbone.'))
+    return state_dict
+
+
+def _resize_square_table(table: torch.Tensor, side_dim: int,
+                         new_side: int) -> torch.Tensor:
+    """Bicubically resizes a table whose dim ``side_dim`` is a flattened
+    ``side x side`` grid."""
+    moved = table.movedim(side_dim, -1)
+    lead = moved.shape[:-1]
+    side = math.isqrt(moved.shape[-1])
+    grid = moved.reshape(-1, 1, side, side).float()
+    grid = F.interpolate(
+        grid, size=(new_side, new_side), mode='bicubic', align_corners=False)
+    return grid.reshape(*lead, new_side * new_side).movedim(-1, side_dim).to(
+        table.dtype)
+
+
+def adapt_shapes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
+                 ) -> List[str]:
+    """Resizes relative-position tables and the absolute position embedding
+    of ``state_dict`` in place to the shapes of ``model``.
+
+    Returns the keys that cannot be resized (dropped from ``state_dict``).
+    """
+    own = model.state_dict()
+    dropped = []
+    for key in list(state_dict):
+        if key not in own or own[key].shape == state_dict[key].shape:
+            continue
+        old, new = state_dict[key], own[key]
+        if re.search(r'relative_position_bias_table$', key):
+            state_dict[key] = _resize_square_table(old, 0,
+                                                   math.isqrt(new.shape[0]))
+        elif re.search(r'relative_position_bias_table_to_windows\.\d+$', key):
+            state_dict[key] = _resize_square_table(old, 1,
+                                                   math.isqrt(new.shape[1]))
+        elif key == 'absolute_pos_embed':
+            state_dict[key] = _resize_square_table(old, 1,
+                                                   math.isqrt(new.shape[1]))
+        else:
+            dropped.append(f'{key}: checkpoint {tuple(old.shape)}, model '
+                           f'{tuple(new.shape)}')
+            del state_dict[key]
+            continue
+        print_log(
+            f'Resized {key} from {tuple(old.shape)} to {tuple(new.shape)}',
+            logger='current')
+    return dropped
+
+
+def load_pretrained(model: nn.Module, filename: str) -> None:
+    """Loads a checkpoint into a :class:`FocalTransformer` and reports what
+    did not fit.
+
+    Accepts the official release (keys under ``model``), this project's
+    converted files, and whole mmdet / mmseg / mmpretrain checkpoints.
+    """
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    state_dict = to_backbone_keys(extract_state_dict(checkpoint))
+    dropped = adapt_shapes(model, state_dict)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if not set(model.state_dict()) - set(missing):
+        raise ValueError(f'No parameter of {filename} fits this '
+                         'FocalTransformer: is it a Focal Transformer '
+                         'checkpoint?')
+    report = []
+    if dropped:
+        report.append('shapes that do not fit (left at initialisation):\n  ' +
+                      '\n  '.join(dropped))
+    if missing:
+        report.append('missing from the checkpoint (left at '
+                      'initialisation):\n  ' + '\n  '.join(missing))
+    if unexpected:
+        report.append('in the checkpoint but not in the model (ignored):\n  '
+                      + '\n  '.join(unexpected))
+    summary = f'Loaded {filename} into FocalTransformer'
+    if report:
+        print_log(summary + '; ' + '\n'.join(report), logger='current',
+                  level=30)
+    else:
+        print_log(summary + ': every key matched', logger='current')

@@ -1,0 +1,206 @@
+"""The FocalTransformer backbone: architectures, official parameter counts and
+keys, dense-prediction behaviour, checkpoint loading and argument checks."""
+import ast
+import json
+
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+from focal_mm import FocalTransformer
+from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
+                               official_to_backbone)
+
+from conftest import REFERENCE_DIR
+
+TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
+
+
+def official_architectures():
+    with open(REFERENCE_DIR / 'official_architectures.json') as f:
+        archs = json.load(f)
+    for arch in archs.values():
+        for key in ('config', 'keys'):
+            if isinstance(arch[key], str):
+                arch[key] = ast.literal_eval(arch[key])
+    return archs
+
+
+ARCHS = official_architectures()
+
+
+@pytest.mark.parametrize('name', sorted(ARCHS))
+def test_parameter_count_and_keys_equal_official(name):
+    arch = ARCHS[name]
+    model = MODELS.build(mmpretrain_model_cfg(arch['config']))
+    assert sum(p.numel() for p in model.parameters()) == arch['params']
+    ours = model.state_dict()
+    converted = set()
+    for key, shape in arch['keys'].items():
+        new_key = mmpretrain_key(key)
+        if new_key is None:  # an official index buffer
+            continue
+        assert list(ours[new_key].shape) == list(shape), key
+        converted.add(new_key)
+    assert converted == set(ours)
+
+
+@pytest.mark.parametrize('arch, embed_dims, depths', [
+    ('tiny', 96, (2, 2, 6, 2)), ('small', 96, (2, 2, 18, 2)),
+    ('base', 128, (2, 2, 18, 2)), ('large', 192, (2, 2, 18, 2))])
+def test_arch_zoo(arch, embed_dims, depths):
+    settings = FocalTransformer.arch_zoo[arch]
+    assert settings['embed_dims'] == embed_dims
+    assert tuple(settings['depths']) == depths
+
+
+def test_any_input_size_gives_dense_outputs():
+    model = FocalTransformer(arch=TINY, img_size=None).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 97, 131))
+    assert [tuple(o.shape) for o in outs] == [(2, 16, 25, 33),
+                                              (2, 32, 13, 17),
+                                              (2, 64, 7, 9), (2, 128, 4, 5)]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_img_size_none_builds_surroundings_everywhere():
+    dense = FocalTransformer(arch=TINY, img_size=None)
+    cls = FocalTransformer(arch=TINY, img_size=224)
+    key = 'stages.3.blocks.0.attn.relative_position_bias_table_to_neighbors'
+    assert key in dense.state_dict() and key not in cls.state_dict()
+
+
+def test_output_norms_only_for_out_indices():
+    model = FocalTransformer(arch=TINY, out_indices=(1, 2, 3))
+    assert not hasattr(model, 'norm0')
+    assert all(hasattr(model, f'norm{i}') for i in (1, 2, 3))
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert len(outs) == 3
+
+
+def test_frozen_stages():
+    model = FocalTransformer(arch=TINY, frozen_stages=2)
+    model.train()
+    for name, p in model.named_parameters():
+        frozen = name.startswith(('patch_embed', 'stages.0.', 'stages.1.',
+                                  'norm0', 'norm1'))
+        assert p.requires_grad != frozen, name
+    assert not model.stages[1].training and model.stages[2].training
+
+
+def test_with_cp_gives_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = FocalTransformer(arch=TINY, img_size=None, drop_path_rate=0.)
+    cp = FocalTransformer(arch=TINY, img_size=None, drop_path_rate=0.,
+                          with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 80)
+    out_plain, out_cp = plain(x)[-1], cp(x)[-1]
+    assert torch.allclose(out_plain, out_cp)
+    out_plain.sum().backward()
+    out_cp.sum().backward()
+    g1 = plain.stages[0].blocks[0].attn.qkv.weight.grad
+    g2 = cp.stages[0].blocks[0].attn.qkv.weight.grad
+    assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
+    case = torch.load(REFERENCE_DIR / 'tiny_shape_256x352.pt',
+                      weights_only=True)
+    path = tmp_path / 'focal-official.pth'
+    # As released: under 'model', here also with DataParallel prefixes.
+    torch.save({'model': {'module.' + k: v
+                          for k, v in case['state_dict'].items()}}, path)
+    cfg = mmpretrain_model_cfg(case['config'])['backbone']
+    cfg.pop('type')
+    cfg['out_indices'] = (0, 1, 2, 3)
+    model = FocalTransformer(
+        **cfg, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    text = mm_log()
+    # The official model has no output norms for stages 0-2.
+    assert 'missing from the checkpoint' in text and 'norm0.weight' in text
+    expected = official_to_backbone(case['state_dict'])
+    for key, value in expected.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    model.eval()
+    stages = []
+    for stage in model.stages:
+        stage.register_forward_hook(lambda m, i, o: stages.append(o[0]))
+    with torch.no_grad():
+        model(case['input'])
+    err = (stages[3].permute(0, 3, 1, 2) - case['stages'][3]).norm() / \
+        case['stages'][3].norm()
+    assert err < 1e-4
+
+
+def test_pretrained_tables_resized_and_missing_neighbours_reported(
+        tmp_path, mm_log):
+    case = torch.load(REFERENCE_DIR / 'tiny_shape_224.pt', weights_only=True)
+    path = tmp_path / 'focal.pth'
+    torch.save({'model': case['state_dict']}, path)
+    cfg = mmpretrain_model_cfg(case['config'])['backbone']
+    cfg.pop('type')
+    cfg.update(img_size=None, focal_windows=(9, 7, 5, 3),
+               init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = FocalTransformer(**cfg)
+    model.init_weights()
+    text = mm_log()
+    key = 'stages.0.blocks.0.attn.relative_position_bias_table_to_windows.0'
+    assert f'Resized {key} from (1, 169) to (1, 225)' in text
+    assert ('stages.3.blocks.0.attn.relative_position_bias_table_to_'
+            'neighbors') in text
+    # A 13x13 table resized to 15x15 keeps its corners.
+    old = case['state_dict'][
+        'layers.0.blocks.0.attn.relative_position_bias_table_to_windows.0']
+    new = model.state_dict()[key]
+    assert abs(new[0, 0] - old[0, 0]) < 0.5 * old.abs().max()
+    outs = model(torch.randn(1, 3, 96, 96))
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_checkpoint_of_something_else_is_refused(tmp_path):
+    path = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(64, 3, 7, 7)}},
+               path)
+    model = FocalTransformer(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError, match='No parameter'):
+        model.init_weights()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(arch='huge'), 'Unknown arch'),
+    (dict(arch=dict(embed_dims=16, depths=(1, 1))), 'exactly the keys'),
+    (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1),
+                    num_heads=(1, 2, 3, 4))), r'num_heads\[2\] = 3'),
+    (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1),
+                    num_heads=(1, 2, 4))), 'num_heads must have one entry'),
+    (dict(arch=TINY, focal_windows=(7, 5, 3)), 'focal_windows'),
+    (dict(arch=TINY, focal_levels=(2, 2)), 'focal_levels'),
+    (dict(arch=TINY, expand_sizes=(3, 3, 3)), 'expand_sizes'),
+    (dict(arch=TINY, focal_pool='avg'), 'focal_pool'),
+    (dict(arch=TINY, focal_windows=(8, 5, 3, 1)), 'focal_window'),
+    (dict(arch=TINY, expand_layer='first'), 'expand_layer'),
+    (dict(arch=TINY, window_size=64), 'window_size 64 is larger'),
+    (dict(arch=TINY, out_indices=(4, )), 'out_indices'),
+    (dict(arch=TINY, frozen_stages=5), 'frozen_stages'),
+    (dict(arch=TINY, img_size=None, use_abs_pos_embed=True), 'img_size'),
+    (dict(arch=TINY, focal_stages=(0, 4)), 'focal_stages'),
+])
+def test_bad_configurations_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FocalTransformer(**kwargs)
+
+
+@pytest.mark.parametrize('shape, match', [
+    ((3, 64, 64), r'\(B, 3, H, W\)'),
+    ((1, 4, 64, 64), r'\(B, 3, H, W\)'),
+    ((1, 3, 64, 64, 2), r'\(B, 3, H, W\)'),
+    ((1, 3, 2, 64), 'smaller than one patch'),
+])
+def test_bad_inputs_say_what_was_expected(shape, match):
+    model = FocalTransformer(arch=TINY)
+    with pytest.raises(ValueError, match=match):
+        model(torch.randn(*shape))

@@ -1,0 +1,104 @@
+"""FocalAttention against the slow roll/unfold oracle (tests/focal_oracle.py),
+on sizes and options beyond the reference cases: odd sizes (padding, centre
+trim/pad of pooled maps), maps smaller than a window, shift with padding,
+three levels, every pooling method."""
+import pytest
+import torch
+
+from focal_mm.models import FocalAttention
+from focal_mm.models.focal_geometry import focal_geometry
+
+from focal_oracle import oracle_focal_attention
+
+CONFIGS = [
+    # (embed_dims, heads, window, expand, shift, levels, focal_window, pool)
+    (16, 2, 7, 3, 0, 2, 7, 'fc'),
+    (16, 2, 7, 3, 3, 2, 5, 'fc'),
+    (12, 3, 7, 2, 0, 3, 3, 'mean'),
+    (8, 1, 5, 1, 2, 2, 3, 'conv'),
+    (8, 2, 4, 0, 0, 3, 1, 'max'),
+    (8, 2, 7, 3, 0, 2, 7, 'none'),
+    (8, 2, 6, 2, 3, 4, 5, 'fc'),
+]
+SIZES = [(15, 22), (7, 7), (5, 9), (14, 28), (23, 17), (8, 11)]
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def make(cfg):
+    dims, heads, w, e, s, levels, fw, pool = cfg
+    torch.manual_seed(0)
+    attn = FocalAttention(dims, heads, window_size=w, expand_size=e,
+                          shift_size=s, focal_level=levels, focal_window=fw,
+                          pool_method=pool).double()
+    # Perturb every parameter so that no term can hide.
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return attn
+
+
+@pytest.mark.parametrize('cfg', CONFIGS, ids=str)
+@pytest.mark.parametrize('size', SIZES, ids=str)
+def test_forward_and_gradients_match_oracle(cfg, size):
+    attn = make(cfg)
+    x = torch.randn(2, *size, cfg[0], dtype=torch.float64,
+                    requires_grad=True)
+    ours = attn(x)
+    ref = oracle_focal_attention(attn, x)
+    assert ours.shape == x.shape
+    assert rel_err(ours, ref) < 1e-12
+    proj = torch.randn_like(ours)
+    inputs = [x] + list(attn.parameters())
+    # Maps that fit in one window use no neighbour table: its gradient is
+    # zero (or None, where autograd never reached it).
+    grads = torch.autograd.grad((ours * proj).sum(), inputs,
+                                allow_unused=True)
+    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs,
+                                    allow_unused=True)
+    for g, r in zip(grads, ref_grads):
+        if r is None:
+            assert g is None or not g.any()
+        else:
+            assert rel_err(g, r) < 1e-10
+
+
+def test_key_count_of_the_released_geometry():
+    # 49 own + 132 surrounding + 7x7 pooled = 230 keys per window.
+    geom = focal_geometry(56, 56, 7, 3, 0, (7, ), torch.device('cpu'))
+    assert geom.key_index.numel() == 64 * 230
+    assert geom.key_padding is not None  # border windows see padded slots
+
+
+def test_float32_matches_float64():
+    attn = make(CONFIGS[0])
+    x = torch.randn(1, 15, 22, 16, dtype=torch.float64)
+    ref = attn(x)
+    out = attn.float()(x.float())
+    assert rel_err(out.double(), ref) < 1e-5
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(embed_dims=10, num_heads=3), 'num_heads'),
+    (dict(embed_dims=8, num_heads=2, pool_method='avg'), 'pool_method'),
+    (dict(embed_dims=8, num_heads=2, focal_window=4), 'focal_window'),
+    (dict(embed_dims=8, num_heads=2, window_size=7, expand_size=7),
+     'expand_size'),
+    (dict(embed_dims=8, num_heads=2, window_size=7, shift_size=7),
+     'shift_size'),
+    (dict(embed_dims=8, num_heads=2, window_size=3, focal_level=4),
+     'window_size'),
+    (dict(embed_dims=8, num_heads=2, focal_level=0), 'focal_level'),
+])
+def test_bad_arguments_name_the_problem(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FocalAttention(**kwargs)
+
+
+@pytest.mark.parametrize('shape', [(2, 7, 7), (1, 7, 7, 12), (1, 1, 7, 7, 8)])
+def test_bad_input_says_what_was_expected(shape):
+    attn = FocalAttention(8, 2)
+    with pytest.raises(ValueError, match=r'\(B, H, W, C\) map with C = 8'):
+        attn(torch.randn(*shape))
