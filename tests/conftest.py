@@ -22,16 +22,34 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+class LogCapture:
+    """Collects what mmengine loggers print."""
+
+    def __init__(self):
+        import logging
+        self.records = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append
+        self.loggers = []
+
+    def watch(self, logger):
+        logger.addHandler(self.handler)
+        self.loggers.append(logger)
+
+    def text(self) -> str:
+        return '\n'.join(r.getMessage() for r in self.records)
+
+    def close(self):
+        for logger in self.loggers:
+            logger.removeHandler(self.handler)
+
+
 @pytest.fixture
 def mm_log():
-    """Collects what mmengine's current logger prints; call it for the text."""
-    import logging
-
+    """A LogCapture watching mmengine's current logger (a Runner makes its
+    own: watch ``runner.logger`` too)."""
     from mmengine.logging import MMLogger
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    yield lambda: '\n'.join(r.getMessage() for r in records)
-    logger.removeHandler(handler)
+    capture = LogCapture()
+    capture.watch(MMLogger.get_current_instance())
+    yield capture
+    capture.close()

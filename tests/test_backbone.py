@@ -118,7 +118,7 @@ def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
     model = FocalTransformer(
         **cfg, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
-    text = mm_log()
+    text = mm_log.text()
     # The official model has no output norms for stages 0-2.
     assert 'missing from the checkpoint' in text and 'norm0.weight' in text
     expected = official_to_backbone(case['state_dict'])
@@ -146,7 +146,7 @@ def test_pretrained_tables_resized_and_missing_neighbours_reported(
                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model = FocalTransformer(**cfg)
     model.init_weights()
-    text = mm_log()
+    text = mm_log.text()
     key = 'stages.0.blocks.0.attn.relative_position_bias_table_to_windows.0'
     assert f'Resized {key} from (1, 169) to (1, 225)' in text
     assert ('stages.3.blocks.0.attn.relative_position_bias_table_to_'

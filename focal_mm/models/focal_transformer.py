@@ -1,6 +1,7 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """The Focal Transformer backbone for OpenMMLab detection, segmentation and
 classification."""
+import logging
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -11,6 +12,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import LayerScale
 from mmcv.cnn.bricks.drop import build_dropout
 from mmcv.cnn.bricks.transformer import FFN
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
@@ -18,7 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .focal_attention import POOL_METHODS, FocalAttention
 from .patch_embed import FocalPatchEmbed
-from .pretrained import load_pretrained
+from .pretrained import load_pretrained, missing_local_file
 
 EXPAND_LAYERS = ('all', 'even', 'odd')
 
@@ -377,13 +379,23 @@ class FocalTransformer(BaseModule):
         return arch
 
     def init_weights(self) -> None:
-        if self.init_cfg is not None and \
-                self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, self.init_cfg['checkpoint'])
-            return
-        super().init_weights()
-        if self.init_cfg is not None:
-            return
+        pretrained = self.init_cfg is not None and \
+            self.init_cfg.get('type') == 'Pretrained'
+        if pretrained:
+            checkpoint = self.init_cfg['checkpoint']
+            if not missing_local_file(checkpoint):
+                load_pretrained(self, checkpoint)
+                return
+            print_log(
+                f'Pretrained checkpoint {checkpoint!r} not found: '
+                'FocalTransformer STARTS FROM RANDOM INITIALISATION. Put the '
+                'official file there (see the README) or set the backbone '
+                'init_cfg to None to silence this.',
+                logger='current', level=logging.WARNING)
+        else:
+            super().init_weights()
+            if self.init_cfg is not None:
+                return
         # The official initialisation.
         for m in self.modules():
             if isinstance(m, nn.Linear):

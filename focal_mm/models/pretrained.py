@@ -1,6 +1,7 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Loading official or converted checkpoints into a FocalTransformer."""
 import math
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List
@@ -83,6 +84,12 @@ def adapt_shapes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
             f'Resized {key} from {tuple(old.shape)} to {tuple(new.shape)}',
             logger='current')
     return dropped
+
+
+def missing_local_file(filename: str) -> bool:
+    """True for a local path that does not exist (URLs and ``scheme://``
+    locations are left to mmengine's loaders)."""
+    return '://' not in filename and not osp.exists(filename)
 
 
 def load_pretrained(model: nn.Module, filename: str) -> None:

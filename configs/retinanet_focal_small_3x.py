@@ -1,0 +1,7 @@
+# RetinaNet with Focal-S, 3x. Paper: 47.3 box AP, 61.7 M parameters.
+_base_ = './retinanet_focal_tiny_3x.py'
+model = dict(
+    backbone=dict(
+        arch='small',
+        drop_path_rate=0.2,
+        init_cfg=dict(checkpoint='checkpoints/focal-small-is224-ws7.pth')))

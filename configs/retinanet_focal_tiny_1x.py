@@ -1,0 +1,11 @@
+# RetinaNet with Focal-T, 1x. Paper: 43.7 box AP, 39.4 M parameters.
+_base_ = [
+    'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py',
+    './_base_/focal_det_recipe.py'
+]
+model = dict(
+    backbone={{_base_.focal_det_backbone_3stages}},
+    neck=dict(in_channels=[192, 384, 768], start_level=0, num_outs=5))
+optim_wrapper = {{_base_.focal_optim_wrapper}}
+param_scheduler = {{_base_.focal_schedule_1x}}
+auto_scale_lr = {{_base_.focal_auto_scale_lr}}
