@@ -141,10 +141,14 @@ def make_imagenet(root: str,
                   classes: Sequence[str] = SHAPES,
                   seed: int = 0) -> str:
     """Writes an ImageNet-layout classification set: ``{train,val}/<class>/``
-    folders of images with one shape each. Returns ``root``."""
+    folders of images with one shape each, and ``meta/{train,val}.txt``
+    annotation lists (``path label``, labels in ``classes`` order, as
+    mmpretrain's ImageNet reads them). Returns ``root``."""
     rng = np.random.default_rng(seed)
     root = Path(root)
+    (root / 'meta').mkdir(parents=True, exist_ok=True)
     for split, count in (('train', per_class_train), ('val', per_class_val)):
+        lines = []
         for label, name in enumerate(classes):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -158,4 +162,6 @@ def make_imagenet(root: str,
                     _polygon(SHAPES[label % len(SHAPES)], cx, cy, r),
                     fill=COLOURS[label % len(COLOURS)])
                 image.save(folder / f'{name}_{i:04d}.jpg', quality=95)
+                lines.append(f'{name}/{name}_{i:04d}.jpg {label}\n')
+        (root / 'meta' / f'{split}.txt').write_text(''.join(lines))
     return str(root)

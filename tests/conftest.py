@@ -1,4 +1,6 @@
 """Shared fixtures: where the reference data lives, and the default scope."""
+import ast
+import json
 import os
 from pathlib import Path
 
@@ -9,17 +11,24 @@ SHARED = Path(os.environ.get('FOCAL_MM_SHARED', REPO_ROOT.parent / 'shared'))
 REFERENCE_DIR = SHARED / 'reference' / 'focal_v1'
 
 
+def official_architectures() -> dict:
+    """The six released ImageNet variants: constructor arguments, parameter
+    counts and state-dict keys (official_architectures.json)."""
+    with open(REFERENCE_DIR / 'official_architectures.json') as f:
+        archs = json.load(f)
+    for arch in archs.values():
+        for key in ('config', 'keys'):
+            if isinstance(arch[key], str):
+                arch[key] = ast.literal_eval(arch[key])
+    return archs
+
+
+ARCHS = official_architectures() if REFERENCE_DIR.is_dir() else {}
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: full-size models or training loops (still run in CI)')
-
-
-@pytest.fixture(scope='session')
-def reference_dir() -> Path:
-    if not REFERENCE_DIR.is_dir():
-        pytest.fail(f'Reference data not found at {REFERENCE_DIR}; set '
-                    'FOCAL_MM_SHARED to the folder holding reference/')
-    return REFERENCE_DIR
 
 
 class LogCapture:

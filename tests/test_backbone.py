@@ -1,8 +1,5 @@
 """The FocalTransformer backbone: architectures, official parameter counts and
 keys, dense-prediction behaviour, checkpoint loading and argument checks."""
-import ast
-import json
-
 import pytest
 import torch
 from mmpretrain.registry import MODELS
@@ -11,22 +8,11 @@ from focal_mm import FocalTransformer
 from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
                                official_to_backbone)
 
-from conftest import REFERENCE_DIR
+from conftest import ARCHS, REFERENCE_DIR
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
 
-def official_architectures():
-    with open(REFERENCE_DIR / 'official_architectures.json') as f:
-        archs = json.load(f)
-    for arch in archs.values():
-        for key in ('config', 'keys'):
-            if isinstance(arch[key], str):
-                arch[key] = ast.literal_eval(arch[key])
-    return archs
-
-
-ARCHS = official_architectures()
 
 
 @pytest.mark.parametrize('name', sorted(ARCHS))

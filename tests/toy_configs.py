@@ -85,3 +85,64 @@ def toy_detection(cfg: Config, data_root: str, work_dir: str,
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.work_dir = work_dir
     return cfg
+
+
+def _iterations(cfg: Config, work_dir: str, iters: int) -> None:
+    cfg.train_cfg = ConfigDict(
+        type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.work_dir = work_dir
+
+
+def toy_segmentation(cfg: Config, data_root: str, work_dir: str,
+                     iters: int = 2, size_factor: float = 0.25) -> Config:
+    """Adapts an ADE20K config to :func:`make_ade20k` data (whose labels are
+    the first three of ADE20K's 150 classes)."""
+    cfg = cfg.copy()
+    crop = tuple(int(v * size_factor) for v in cfg.crop_size)
+    cfg.model.data_preprocessor.size = crop
+    for split, loader in (('training', cfg.train_dataloader),
+                          ('validation', cfg.val_dataloader),
+                          ('validation', cfg.test_dataloader)):
+        _loader(
+            loader,
+            data_root=data_root,
+            data_prefix=dict(
+                img_path=f'images/{split}',
+                seg_map_path=f'annotations/{split}'))
+    _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
+          _scale_sizes(size_factor))
+    _iterations(cfg, work_dir, iters)
+    return cfg
+
+
+def toy_classification(cfg: Config, data_root: str, work_dir: str,
+                       size_factor: float = 0.25) -> Config:
+    """Adapts an ImageNet config to :func:`make_imagenet` data (its class
+    folders become labels 0-2 of the 1000)."""
+    cfg = cfg.copy()
+    for split, loader in (('train', cfg.train_dataloader),
+                          ('val', cfg.val_dataloader),
+                          ('val', cfg.test_dataloader)):
+        loader.batch_size = 4
+        _loader(loader, data_root=data_root, split=split)
+
+    def fix_sizes(node):
+        for key in ('scale', 'crop_size'):
+            if isinstance(node.get(key), int):
+                node[key] = int(node[key] * size_factor)
+
+    _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
+          fix_sizes)
+    # Two epochs of two iterations; the epoch-based schedule (20 warm-up
+    # epochs of 300) is squeezed into them.
+    cfg.train_cfg = ConfigDict(by_epoch=True, max_epochs=2, val_interval=2)
+    for scheduler in cfg.param_scheduler:
+        scheduler.begin = min(scheduler.get('begin', 0), 1)
+        if 'end' in scheduler:
+            scheduler.end = min(scheduler.end, 1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.work_dir = work_dir
+    return cfg

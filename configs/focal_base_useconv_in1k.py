@@ -1,0 +1,4 @@
+# Focal-B with overlapping convolutional patch embeddings (the
+# released "useconv" model), recipe as focal_base_in1k.py.
+_base_ = './focal_base_in1k.py'
+model = dict(backbone=dict(use_conv_embed=True))

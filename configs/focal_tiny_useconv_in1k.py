@@ -1,0 +1,4 @@
+# Focal-T with overlapping convolutional patch embeddings (the
+# released "useconv" model), recipe as focal_tiny_in1k.py.
+_base_ = './focal_tiny_in1k.py'
+model = dict(backbone=dict(use_conv_embed=True))
