@@ -238,28 +238,26 @@ class FocalAttention(BaseModule):
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
+        # Keys outside the pooled grid are zero vectors whose logits get
+        # MASK_VALUE. That mask depends only on the key, so it rides along as
+        # one extra channel per head (query 1, key MASK_VALUE / scale) and
+        # the additive bias stays the same for every window.
+        padded = geom.key_padding is not None
         tokens = [x.reshape(B, Hp * Wp, C)]
         for level, grid in enumerate(geom.pooled_sizes):
             tokens.append(self._pool(x, level, grid))
-        qkv = self.qkv(torch.cat(tokens, dim=1) if len(tokens) > 1 else
-                       tokens[0])
+        if padded:
+            tokens.append(x.new_zeros(B, 1, C))
+        table = self._project_qkv(
+            torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0],
+            padded)  # (B, T, 3, heads, d')
+        if padded:
+            table[:, -1] = self._zero_row(table)
 
-        heads, d = self.num_heads, self.head_dims
-        L = w * w
-        q = qkv[:, :, :C].index_select(1, geom.query_index)
-        q = q.view(-1, L, heads, d).transpose(1, 2) * self.scale
-        kv = qkv[:, :, C:].reshape(B, -1, 2, heads, d)
-        if geom.key_padding is not None:
-            # Keys outside the pooled grid are zero vectors whose logits get
-            # MASK_VALUE. The mask only depends on the key, so it rides along
-            # as an extra channel (query 1, key MASK_VALUE) and the bias
-            # stays shared by all windows.
-            table = F.pad(kv, (0, 1, 0, 0, 0, 0, 0, 1))
-            table[:, -1, 0, :, d] = MASK_VALUE
-            q = F.pad(q, (0, 1), value=1.)
-        else:
-            table = kv
-        kv = table.index_select(1, geom.key_index)
+        heads, L = self.num_heads, w * w
+        q = table[:, :, 0].index_select(1, geom.query_index)
+        q = q.view(-1, L, heads, table.shape[-1]).transpose(1, 2)
+        kv = table[:, :, 1:].index_select(1, geom.key_index)
         kv = kv.view(q.shape[0], -1, *kv.shape[2:])
         k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
@@ -271,14 +269,53 @@ class FocalAttention(BaseModule):
             q, k, v,
             attn_mask=mask.to(q.dtype),
             dropout_p=self.attn_drop_rate if self.training else 0.,
-            scale=1.)
-        out = out[..., :d].transpose(1, 2).reshape(B, Hp // w, Wp // w, w, w,
-                                                   C)
-        out = self.proj_drop(self.proj(out))
-        out = out.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+            scale=self.scale)
+        # Undo the windows and the head split in one copy, then project
+        # (the extra channels meet zero columns of the projection).
+        out = out.view(B, Hp // w, Wp // w, heads, w, w, -1)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, -1)
+        out = self.proj_drop(self._project_out(out, padded))
         if shift:
             out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
         return out[:, :H, :W]
+
+    def _project_qkv(self, tokens: torch.Tensor,
+                     padded: bool) -> torch.Tensor:
+        """qkv of every token as ``(B, T, 3, heads, d')``; with ``padded``,
+        each head gets an extra channel, 1 for queries and 0 for keys and
+        values."""
+        heads, d = self.num_heads, self.head_dims
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if padded:
+            weight = F.pad(weight.view(3, heads, d, -1), (0, 0, 0, 1))
+            weight = weight.reshape(3 * heads * (d + 1), -1)
+            bias = bias.view(3, heads, d) if bias is not None else \
+                weight.new_zeros(3, heads, d)
+            bias = torch.cat([bias, self._extra_channel_bias(bias)], dim=-1)
+            bias = bias.reshape(-1)
+        qkv = F.linear(tokens, weight, bias)
+        return qkv.view(*tokens.shape[:2], 3, heads, -1)
+
+    @staticmethod
+    def _extra_channel_bias(bias: torch.Tensor) -> torch.Tensor:
+        extra = bias.new_zeros(3, bias.shape[1], 1)
+        extra[0] = 1.
+        return extra
+
+    def _zero_row(self, table: torch.Tensor) -> torch.Tensor:
+        """The row that masked pooled slots gather: zero key and value with
+        MASK_VALUE / scale in the extra key channel."""
+        row = table.new_zeros(table.shape[2:])
+        row[1, :, -1] = MASK_VALUE / self.scale
+        return row
+
+    def _project_out(self, out: torch.Tensor, padded: bool) -> torch.Tensor:
+        weight = self.proj.weight
+        if padded:
+            heads, d = self.num_heads, self.head_dims
+            weight = F.pad(weight.view(-1, heads, d), (0, 1))
+            weight = weight.reshape(weight.shape[0], -1)
+        return F.linear(out, weight, self.proj.bias)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Speed and memory of the FocalTransformer backbone against mmdet's
+SwinTransformer of the same size, measured side by side in one process.
+
+    python tools/analysis/benchmark.py --arch tiny --device cpu
+    python tools/analysis/benchmark.py --device cuda --dtype bf16 --json out.json
+
+Cases (backbone only): inference at 224x224 (batch 8 on CPU, 64 on GPU),
+inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
+(forward + backward) at 224. The two models alternate within every repeat,
+after warm-up, and the median is reported, so machine noise hits both alike:
+read the ratio, not the absolute numbers. Peak memory is CUDA's allocator
+peak on GPU; on CPU it is the peak resident memory of a fresh child process
+per model and case, less what the process held before the forward.
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+ARCHS = {
+    'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dims=96, depths=(2, 2, 18, 2),
+                  num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dims=128, depths=(2, 2, 18, 2),
+                 num_heads=(4, 8, 16, 32)),
+}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
+          'fp16': torch.float16}
+
+
+def build(model: str, arch: str, size: tuple):
+    """Focal-{arch} with the official geometry for ``size``, or Swin-{arch}."""
+    if model == 'focal':
+        import focal_mm  # noqa: F401
+        from focal_mm import FocalTransformer
+        return FocalTransformer(arch=arch, img_size=size, drop_path_rate=0.)
+    from mmdet.models.backbones import SwinTransformer
+    return SwinTransformer(drop_path_rate=0., **ARCHS[arch])
+
+
+def cases(device: str):
+    gpu = device.startswith('cuda')
+    return {
+        'infer_224': dict(size=(224, 224), batch=64 if gpu else 8,
+                          train=False),
+        'infer_800x1216': dict(size=(800, 1216), batch=2 if gpu else 1,
+                               train=False),
+        'train_224': dict(size=(224, 224), batch=64 if gpu else 8,
+                          train=True),
+    }
+
+
+def step_fn(model, images, train: bool, dtype, device):
+    autocast = nullcontext() if dtype == torch.float32 else torch.autocast(
+        device_type=device.split(':')[0], dtype=dtype)
+
+    def step():
+        if train:
+            with autocast:
+                loss = sum(o.float().mean() for o in model(images))
+            loss.backward()
+        else:
+            with torch.inference_mode(), autocast:
+                model(images)
+    return step
+
+
+def sync(device):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def time_pair(arch, case, dtype, device, warmup, repeats):
+    """Median seconds per step of each model, alternating."""
+    steps = {}
+    for name in ('focal', 'swin'):
+        model = build(name, arch, case['size']).to(device)
+        model.train(case['train'])
+        images = torch.randn(case['batch'], 3, *case['size'], device=device)
+        steps[name] = step_fn(model, images, case['train'], dtype, device)
+    times = {name: [] for name in steps}
+    for i in range(warmup + repeats):
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peak_memory_mb(name, arch, case_name, dtype_name, device):
+    """Peak memory of one model's step, in a fresh process on CPU."""
+    if device.startswith('cuda'):
+        case = cases(device)[case_name]
+        model = build(name, arch, case['size']).to(device)
+        model.train(case['train'])
+        images = torch.randn(case['batch'], 3, *case['size'], device=device)
+        step = step_fn(model, images, case['train'], DTYPES[dtype_name],
+                       device)
+        step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        del model, images, step
+        torch.cuda.empty_cache()
+        return peak / 2**20
+    out = subprocess.run(
+        [sys.executable, __file__, '--child', name, '--arch', arch,
+         '--case', case_name, '--dtype', dtype_name],
+        capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(args):
+    """Runs one step and prints the rise of peak RSS over the pre-step RSS."""
+    torch.set_num_threads(torch.get_num_threads())
+    case = cases('cpu')[args.case]
+    model = build(args.child, args.arch, case['size'])
+    model.train(case['train'])
+    images = torch.randn(case['batch'], 3, *case['size'])
+    step = step_fn(model, images, case['train'], DTYPES[args.dtype], 'cpu')
+    with open('/proc/self/statm') as f:
+        before = int(f.read().split()[1]) * resource.getpagesize()
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print((peak - before) / 2**20)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='tiny', choices=sorted(ARCHS))
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
+    parser.add_argument('--cases', nargs='+', default=None,
+                        help='subset of the cases (default: all)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--child', choices=['focal', 'swin'],
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--case', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    all_cases = cases(args.device)
+    results = []
+    for name in args.cases or list(all_cases):
+        case = all_cases[name]
+        t = time_pair(args.arch, case, DTYPES[args.dtype], args.device,
+                      args.warmup, args.repeats)
+        row = dict(
+            case=name, batch=case['batch'],
+            focal_img_s=case['batch'] / t['focal'],
+            swin_img_s=case['batch'] / t['swin'],
+            ratio=t['swin'] / t['focal'])
+        if not args.no_memory:
+            for model in ('focal', 'swin'):
+                row[f'{model}_peak_mb'] = peak_memory_mb(
+                    model, args.arch, name, args.dtype, args.device)
+            row['memory_ratio'] = row['focal_peak_mb'] / row['swin_peak_mb']
+        results.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    header = (f'Focal-{args.arch[0].upper()} vs Swin-{args.arch[0].upper()}'
+              f' backbones, {args.device}, {args.dtype}, '
+              f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    print(header)
+    print('| case | batch | Focal img/s | Swin img/s | ratio |'
+          ' Focal peak MB | Swin peak MB | memory ratio |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    for r in results:
+        mem = (f"{r['focal_peak_mb']:.0f} | {r['swin_peak_mb']:.0f} | "
+               f"{r['memory_ratio']:.2f}") if 'memory_ratio' in r else \
+            '- | - | -'
+        print(f"| {r['case']} | {r['batch']} | {r['focal_img_s']:.2f} | "
+              f"{r['swin_img_s']:.2f} | {r['ratio']:.2f} | {mem} |")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(setting=header, results=results), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
