@@ -2,10 +2,8 @@
 parameter count, and trains and evaluates (real COCO metric) on a small
 generated COCO-format dataset with only data paths and sizes overridden."""
 import math
-from pathlib import Path
 
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner

@@ -6,14 +6,14 @@
         [--show-dir DIR] [--tta] [--cfg-options k=v] [--launcher pytorch]
 """
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import focal_mm  # noqa: F401  (registers the modules; checkpoint loading fix)
+from focal_mm.runner_config import (add_launcher_args, export_local_rank,
+                                    load_config)
 
 
 def parse_args(argv=None):
@@ -29,16 +29,9 @@ def parse_args(argv=None):
         '--tta', action='store_true',
         help='test-time augmentation, from the config\'s tta_model and '
         'tta_pipeline')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_args(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 
@@ -65,15 +58,8 @@ def _enable_tta(cfg: Config) -> None:
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         _enable_visualization(cfg, args.show_dir)

@@ -271,6 +271,13 @@ class FocalTransformer(BaseModule):
                              f'got {frozen_stages}')
         if patch_size < 1:
             raise ValueError(f'patch_size must be >= 1, got {patch_size}')
+        if mlp_ratio <= 0:
+            raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio}')
+        for name, rate in (('drop_rate', drop_rate),
+                           ('attn_drop_rate', attn_drop_rate),
+                           ('drop_path_rate', drop_path_rate)):
+            if not 0 <= rate < 1:
+                raise ValueError(f'{name} must be in [0, 1), got {rate}')
         if img_size is not None:
             img_size = (img_size, img_size) if isinstance(img_size, int) \
                 else tuple(img_size)
@@ -446,6 +453,13 @@ class FocalTransformer(BaseModule):
             raise ValueError(
                 f'FocalTransformer expects a (B, {self.in_channels}, H, W) '
                 f'image batch, got shape {tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError('FocalTransformer expects a floating-point image '
+                            f'batch (normalised by the data preprocessor), '
+                            f'got {x.dtype}')
+        if self.training and not torch.isfinite(x).all():
+            raise ValueError('The input batch contains NaN or Inf values: '
+                             'check the data pipeline and normalisation')
         if min(x.shape[2:]) < self.patch_embed.projection.stride[0]:
             raise ValueError(
                 f'Input {tuple(x.shape[2:])} is smaller than one patch '

@@ -1,7 +1,9 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Loading official or converted checkpoints into a FocalTransformer."""
+import logging
 import math
 import os.path as osp
+import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, List
@@ -66,20 +68,24 @@ def adapt_shapes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
         if key not in own or own[key].shape == state_dict[key].shape:
             continue
         old, new = state_dict[key], own[key]
+        # Which dim is a flattened square grid; the others must agree.
         if re.search(r'relative_position_bias_table$', key):
-            state_dict[key] = _resize_square_table(old, 0,
-                                                   math.isqrt(new.shape[0]))
-        elif re.search(r'relative_position_bias_table_to_windows\.\d+$', key):
-            state_dict[key] = _resize_square_table(old, 1,
-                                                   math.isqrt(new.shape[1]))
-        elif key == 'absolute_pos_embed':
-            state_dict[key] = _resize_square_table(old, 1,
-                                                   math.isqrt(new.shape[1]))
+            grid_dim = 0
+        elif re.search(r'relative_position_bias_table_to_windows\.\d+$',
+                       key) or key == 'absolute_pos_embed':
+            grid_dim = 1
         else:
+            grid_dim = None
+        same_rest = grid_dim is not None and old.dim() == new.dim() and all(
+            a == b for i, (a, b) in enumerate(zip(old.shape, new.shape))
+            if i != grid_dim)
+        if not same_rest:
             dropped.append(f'{key}: checkpoint {tuple(old.shape)}, model '
                            f'{tuple(new.shape)}')
             del state_dict[key]
             continue
+        state_dict[key] = _resize_square_table(
+            old, grid_dim, math.isqrt(new.shape[grid_dim]))
         print_log(
             f'Resized {key} from {tuple(old.shape)} to {tuple(new.shape)}',
             logger='current')
@@ -92,21 +98,54 @@ def missing_local_file(filename: str) -> bool:
     return '://' not in filename and not osp.exists(filename)
 
 
+# Keys a checkpoint may lack or carry without being of another architecture:
+# the output norms of a dense-prediction backbone, and the neighbour tables of
+# blocks that fit one window at the classification size (see img_size).
+TOLERATED = re.compile(
+    r'^norm\d+\.|relative_position_bias_table_to_neighbors$')
+
+
+def read_checkpoint(filename: str) -> dict:
+    """Loads a checkpoint with ``weights_only=True``; clear errors for files
+    that carry pickled code or cannot be read."""
+    try:
+        return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f'{filename} holds pickled Python objects besides tensors, and '
+            'loading them could run code from the file, so it was refused. '
+            'If you trust it, convert it once with '
+            'tools/model_converters/focal2mm.py --trust-pickle.\n'
+            f'(torch said: {str(err).splitlines()[0]})') from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f'Could not read checkpoint {filename} (truncated '
+                         f'or corrupt?): {err}') from None
+
+
 def load_pretrained(model: nn.Module, filename: str) -> None:
     """Loads a checkpoint into a :class:`FocalTransformer` and reports what
     did not fit.
 
     Accepts the official release (keys under ``model``), this project's
     converted files, and whole mmdet / mmseg / mmpretrain checkpoints.
+    Relative-position tables and the absolute position embedding are resized
+    to the model; output norms and neighbour tables may be missing (they are
+    reported). Anything else that does not fit means the checkpoint is of
+    another architecture, and raises ``ValueError``.
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    state_dict = to_backbone_keys(extract_state_dict(checkpoint))
+    state_dict = to_backbone_keys(extract_state_dict(read_checkpoint(filename)))
     dropped = adapt_shapes(model, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    if not set(model.state_dict()) - set(missing):
-        raise ValueError(f'No parameter of {filename} fits this '
-                         'FocalTransformer: is it a Focal Transformer '
-                         'checkpoint?')
+    wrong = [k for k in dropped if not TOLERATED.search(k.split(':')[0])]
+    wrong += [f'{k}: missing from the checkpoint' for k in missing
+              if not TOLERATED.search(k)]
+    wrong += [f'{k}: not in the model' for k in unexpected
+              if not TOLERATED.search(k)]
+    if wrong:
+        raise ValueError(
+            f'{filename} does not fit this FocalTransformer (a checkpoint '
+            f'of another architecture or a damaged file): {len(wrong)} '
+            'problems, e.g.\n  ' + '\n  '.join(wrong[:10]))
     report = []
     if dropped:
         report.append('shapes that do not fit (left at initialisation):\n  ' +
@@ -120,6 +159,6 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
     summary = f'Loaded {filename} into FocalTransformer'
     if report:
         print_log(summary + '; ' + '\n'.join(report), logger='current',
-                  level=30)
+                  level=logging.WARNING)
     else:
         print_log(summary + ': every key matched', logger='current')

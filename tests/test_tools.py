@@ -1,0 +1,138 @@
+"""The user-facing tools, run for real as subprocesses on small generated
+datasets: train -> test -> infer for detection, segmentation and
+classification, and tools/test.py on a converted official checkpoint."""
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from focal_mm.synthetic_data import make_ade20k, make_coco, make_imagenet
+
+from conftest import REFERENCE_DIR, REPO_ROOT
+from toy_configs import toy_classification, toy_segmentation
+
+pytestmark = pytest.mark.slow
+TOOLS = REPO_ROOT / 'tools'
+DEMO = REPO_ROOT / 'configs' / 'demo' / 'mask_rcnn_focal_tiny_shapes.py'
+
+
+def run(tool, *args, cwd=None):
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / tool), *map(str, args)],
+        capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
+        -3000:]
+    return result.stdout + result.stderr
+
+
+def last_checkpoint(work_dir):
+    return (work_dir / 'last_checkpoint').read_text().strip()
+
+
+def demo_options(root, epochs=1):
+    ann = f'{root}/annotations/instances_val.json'
+    return [
+        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+        f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.persistent_workers=False',
+        'test_dataloader.persistent_workers=False'
+    ]
+
+
+def test_detection_train_resume_test_infer(tmp_path):
+    root = make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2)
+    work = tmp_path / 'work'
+    run('train.py', DEMO, '--work-dir', work, *demo_options(root))
+    assert last_checkpoint(work).endswith('epoch_1.pth')
+    # --resume with no path continues from the latest checkpoint.
+    out = run('train.py', DEMO, '--work-dir', work, '--resume',
+              *demo_options(root, epochs=2))
+    assert 'resumed epoch: 1' in out
+    assert last_checkpoint(work).endswith('epoch_2.pth')
+
+    out = run('test.py', DEMO, last_checkpoint(work), '--work-dir', work,
+              '--out', tmp_path / 'preds.pkl', '--show-dir', 'vis',
+              *demo_options(root)[:6])
+    assert 'coco/bbox_mAP' in out
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        assert len(pickle.load(f)) == 2
+    assert list(work.glob('*/vis/*.jpg'))
+
+    picture = tmp_path / 'pred.png'
+    run('infer.py', DEMO, last_checkpoint(work), f'{root}/val/val_0000.jpg',
+        '--out', picture, '--score-thr', '0')
+    assert Image.open(picture).size == (224, 160)
+
+
+def test_segmentation_train_test_infer(tmp_path):
+    root = make_ade20k(str(tmp_path / 'ade'), num_train=2, num_val=1)
+    cfg = toy_segmentation(
+        Config.fromfile(
+            str(REPO_ROOT / 'configs' /
+                'upernet_focal_tiny_512x512_160k_ade20k.py')), root,
+        str(tmp_path / 'work'))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
+    config = tmp_path / 'seg.py'
+    cfg.dump(str(config))
+    run('train.py', config)
+    checkpoint = last_checkpoint(tmp_path / 'work')
+    assert 'mIoU' in run('test.py', config, checkpoint)
+    picture = tmp_path / 'seg.png'
+    run('infer.py', config, checkpoint,
+        f'{root}/images/validation/validation_0000.jpg', '--out', picture)
+    assert Image.open(picture).size == (160, 128)
+
+
+def test_converted_official_classifier_through_tools(tmp_path):
+    """focal2mm -> tools/test.py on an ImageNet config, end to end."""
+    case = torch.load(REFERENCE_DIR / 'tiny_shape_224.pt', weights_only=True)
+    official = tmp_path / 'official.pth'
+    torch.save({'model': case['state_dict']}, official)
+    converted = tmp_path / 'converted.pth'
+    run('model_converters/focal2mm.py', official, converted)
+
+    root = make_imagenet(str(tmp_path / 'imagenet'), per_class_train=1,
+                         per_class_val=2)
+    cfg = toy_classification(
+        Config.fromfile(str(REPO_ROOT / 'configs' / 'focal_tiny_in1k.py')),
+        root, str(tmp_path / 'work'), size_factor=1.)
+    official_cfg = case['config']
+    cfg.model.backbone.arch = dict(
+        embed_dims=official_cfg['embed_dim'],
+        depths=official_cfg['depths'], num_heads=official_cfg['num_heads'])
+    cfg.model.head.update(num_classes=10, in_channels=256)
+    cfg.data_preprocessor.num_classes = 10
+    config = tmp_path / 'cls.py'
+    cfg.dump(str(config))
+    out = run('test.py', config, converted, '--out', tmp_path / 'preds.pkl')
+    assert 'accuracy/top1' in out
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 6 and preds[0]['pred_score'].shape == (10, )
+
+    picture = tmp_path / 'cls.png'
+    run('infer.py', config, converted, f'{root}/val/circle/circle_0000.jpg',
+        '--out', picture)
+    assert Image.open(picture).size[0] > 96
+
+
+def test_make_synthetic(tmp_path):
+    for layout in ('coco', 'ade20k', 'imagenet'):
+        out = run('data/make_synthetic.py', layout, tmp_path / layout)
+        assert 'Wrote' in out
+    with open(tmp_path / 'coco' / 'annotations' / 'instances_val.json') as f:
+        coco = json.load(f)
+    assert coco['annotations'] and all(
+        len(a['segmentation'][0]) >= 6 for a in coco['annotations'])
