@@ -1,4 +1,5 @@
-# Mask R-CNN with Focal-B, 1x. Paper: 47.8 box AP / 43.2 mask AP, 110.0 M parameters.
+# Mask R-CNN with Focal-B, 1x.
+# Paper: 47.8 box AP / 43.2 mask AP, 110.0 M parameters.
 _base_ = './mask_rcnn_focal_tiny_1x.py'
 model = dict(
     backbone=dict(

@@ -1,4 +1,5 @@
-# Mask R-CNN with Focal-B, 3x. Paper: 49.0 box AP / 43.7 mask AP, 110.0 M parameters.
+# Mask R-CNN with Focal-B, 3x.
+# Paper: 49.0 box AP / 43.7 mask AP, 110.0 M parameters.
 _base_ = './mask_rcnn_focal_tiny_3x.py'
 model = dict(
     backbone=dict(

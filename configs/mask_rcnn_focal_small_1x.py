@@ -1,4 +1,5 @@
-# Mask R-CNN with Focal-S, 1x. Paper: 47.4 box AP / 42.8 mask AP, 71.2 M parameters.
+# Mask R-CNN with Focal-S, 1x.
+# Paper: 47.4 box AP / 42.8 mask AP, 71.2 M parameters.
 _base_ = './mask_rcnn_focal_tiny_1x.py'
 model = dict(
     backbone=dict(

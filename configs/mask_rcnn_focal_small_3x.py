@@ -1,4 +1,5 @@
-# Mask R-CNN with Focal-S, 3x. Paper: 48.8 box AP / 43.8 mask AP, 71.2 M parameters.
+# Mask R-CNN with Focal-S, 3x.
+# Paper: 48.8 box AP / 43.8 mask AP, 71.2 M parameters.
 _base_ = './mask_rcnn_focal_tiny_3x.py'
 model = dict(
     backbone=dict(

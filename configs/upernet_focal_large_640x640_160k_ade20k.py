@@ -1,9 +1,9 @@
 # UperNet with Focal-L on ADE20K at 640x640 crops, recipe as
 # upernet_focal_tiny_512x512_160k_ade20k.py. The paper pre-trained Focal-L on
 # ImageNet-22K; that checkpoint was never released, so the backbone starts
-# from initialisation unless you set init_cfg. Plain (non-convolutional) patch
-# embeddings: with convolutional ones the count would be 245 M. Paper: 54.0 mIoU (55.4
-# multi-scale), 240 M parameters.
+# from initialisation unless you set init_cfg. Plain (non-convolutional)
+# patch embeddings: with convolutional ones the count would be 245 M.
+# Paper: 54.0 mIoU (55.4 multi-scale), 240 M parameters.
 _base_ = './upernet_focal_tiny_512x512_160k_ade20k.py'
 crop_size = (640, 640)
 train_pipeline = [

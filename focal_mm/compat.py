@@ -44,9 +44,10 @@ def history_buffer_getattr(obj, name: str):
 
 def allow_mmengine_checkpoint_types() -> None:
     """Adds the types of mmengine's checkpoints to torch's safe globals."""
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, ConfigDict] + _numpy_types() +
-        [(history_buffer_getattr, 'builtins.getattr')])
+    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict] +
+                                         _numpy_types() +
+                                         [(history_buffer_getattr,
+                                           'builtins.getattr')])
 
 
 allow_mmengine_checkpoint_types()

@@ -26,7 +26,8 @@ _KEY_RULES = [
     (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
     (r'^patch_embed\.(norm|pre_norm)\.', r'patch_embed.\1.'),
     (r'^absolute_pos_embed$', 'absolute_pos_embed'),
-    (r'^layers\.(\d+)\.downsample\.proj\.', r'stages.\1.downsample.projection.'),
+    (r'^layers\.(\d+)\.downsample\.proj\.',
+     r'stages.\1.downsample.projection.'),
     (r'^layers\.(\d+)\.downsample\.(norm|pre_norm)\.',
      r'stages.\1.downsample.\2.'),
     (r'^layers\.(\d+)\.blocks\.(\d+)\.pool_layers\.',
@@ -55,8 +56,11 @@ def is_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def _num_stages(state_dict: Mapping[str, torch.Tensor]) -> int:
-    stages = {int(m.group(1)) for k in state_dict
-              for m in [re.match(r'^layers\.(\d+)\.', k)] if m}
+    stages = {
+        int(m.group(1))
+        for k in state_dict
+        for m in [re.match(r'^layers\.(\d+)\.', k)] if m
+    }
     if not stages:
         raise ValueError('Not an official Focal Transformer state dict: no '
                          '"layers.<i>." keys')
@@ -100,8 +104,8 @@ def _convert(state_dict, key_fn) -> 'OrderedDict[str, torch.Tensor]':
 
 
 def official_to_backbone(
-        state_dict: Mapping[str, torch.Tensor]
-) -> 'OrderedDict[str, torch.Tensor]':
+    state_dict: Mapping[str,
+                        torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Converts an official state dict to :class:`FocalTransformer` keys.
 
     The classification head and the official index buffers are dropped; the
@@ -111,8 +115,8 @@ def official_to_backbone(
 
 
 def official_to_mmpretrain(
-        state_dict: Mapping[str, torch.Tensor]
-) -> 'OrderedDict[str, torch.Tensor]':
+    state_dict: Mapping[str,
+                        torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Converts an official state dict to the keys of the mmpretrain
     ``ImageClassifier`` that :func:`mmpretrain_model_cfg` describes
     (``backbone.*``, ``head.fc.*``); index buffers are dropped."""
@@ -121,15 +125,35 @@ def official_to_mmpretrain(
 
 # Official constructor defaults (classification/focal_transformer.py).
 OFFICIAL_DEFAULTS = dict(
-    img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dim=96,
-    depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7,
-    mlp_ratio=4., qkv_bias=True, qk_scale=None, drop_rate=0.,
-    attn_drop_rate=0., drop_path_rate=0.1, ape=False, patch_norm=True,
-    use_checkpoint=False, use_shift=False, focal_stages=(0, 1, 2, 3),
-    focal_levels=(1, 1, 1, 1), focal_windows=(7, 5, 3, 1), focal_pool='fc',
-    expand_stages=(0, 1, 2, 3), expand_sizes=(3, 3, 3, 3),
-    expand_layer='all', use_conv_embed=False, use_layerscale=False,
-    layerscale_value=1e-4, use_pre_norm=False)
+    img_size=224,
+    patch_size=4,
+    in_chans=3,
+    num_classes=1000,
+    embed_dim=96,
+    depths=(2, 2, 6, 2),
+    num_heads=(3, 6, 12, 24),
+    window_size=7,
+    mlp_ratio=4.,
+    qkv_bias=True,
+    qk_scale=None,
+    drop_rate=0.,
+    attn_drop_rate=0.,
+    drop_path_rate=0.1,
+    ape=False,
+    patch_norm=True,
+    use_checkpoint=False,
+    use_shift=False,
+    focal_stages=(0, 1, 2, 3),
+    focal_levels=(1, 1, 1, 1),
+    focal_windows=(7, 5, 3, 1),
+    focal_pool='fc',
+    expand_stages=(0, 1, 2, 3),
+    expand_sizes=(3, 3, 3, 3),
+    expand_layer='all',
+    use_conv_embed=False,
+    use_layerscale=False,
+    layerscale_value=1e-4,
+    use_pre_norm=False)
 
 
 def backbone_kwargs(official_kwargs: Mapping) -> Dict:

@@ -7,7 +7,9 @@ import torch
 from mmengine.config import Config
 
 
-def load_config(path: str, cfg_options=None, work_dir=None,
+def load_config(path: str,
+                cfg_options=None,
+                work_dir=None,
                 launcher: str = 'none') -> Config:
     """Reads ``path`` and applies the command-line options every tool takes:
     ``--cfg-options``, ``--work-dir`` (default ``work_dirs/<config name>``)
@@ -43,11 +45,15 @@ def add_launcher_args(parser) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``."""
     from mmengine.config import DictAction
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, key=value')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 

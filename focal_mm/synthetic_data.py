@@ -51,8 +51,9 @@ def _draw_objects(rng, image, max_objects, shapes=SHAPES):
             r = float(rng.uniform(0.08, 0.2) * min(h, w))
             cx = float(rng.uniform(r + 1, w - r - 1))
             cy = float(rng.uniform(r + 1, h - r - 1))
-            if all(math.hypot(cx - x, cy - y) > r + q + 2
-                   for x, y, q in placed):
+            if all(
+                    math.hypot(cx - x, cy - y) > r + q + 2
+                    for x, y, q in placed):
                 break
         else:
             continue
@@ -96,12 +97,20 @@ def make_coco(root: str,
                     sum(xs[k] * ys[k - 1] - xs[k - 1] * ys[k]
                         for k in range(len(xs))))
                 annotations.append(
-                    dict(id=len(annotations) + 1, image_id=i + 1,
-                         category_id=label + 1, bbox=[x0, y0, bw, bh],
-                         area=area, segmentation=[poly], iscrowd=0))
+                    dict(
+                        id=len(annotations) + 1,
+                        image_id=i + 1,
+                        category_id=label + 1,
+                        bbox=[x0, y0, bw, bh],
+                        area=area,
+                        segmentation=[poly],
+                        iscrowd=0))
         with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
-            json.dump(dict(images=images, annotations=annotations,
-                           categories=categories), f)
+            json.dump(
+                dict(
+                    images=images,
+                    annotations=annotations,
+                    categories=categories), f)
     return str(root)
 
 

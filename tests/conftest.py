@@ -28,7 +28,8 @@ ARCHS = official_architectures() if REFERENCE_DIR.is_dir() else {}
 
 def pytest_configure(config):
     config.addinivalue_line(
-        'markers', 'slow: full-size models or training loops (still run in CI)')
+        'markers',
+        'slow: full-size models or training loops (still run in CI)')
 
 
 class LogCapture:

@@ -15,8 +15,7 @@ def _windows(t, w, heads):
     """(B, Hp, Wp, C) -> (B * nW, heads, w * w, d), windows row-major."""
     B, Hp, Wp, C = t.shape
     t = t.view(B, Hp // w, w, Wp // w, w, heads, C // heads)
-    return t.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, heads, w * w,
-                                                   C // heads)
+    return t.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, heads, w * w, C // heads)
 
 
 def _relative_bias(table, q_side, k_side):
@@ -72,12 +71,11 @@ def _region_mask(Hp, Wp, w, s):
     labels = torch.zeros(Hp, Wp)
     cnt = 0
     for hs in (slice(0, Hp - w), slice(Hp - w, Hp - s), slice(Hp - s, Hp)):
-        for ws in (slice(0, Wp - w), slice(Wp - w, Wp - s),
-                   slice(Wp - s, Wp)):
+        for ws in (slice(0, Wp - w), slice(Wp - w, Wp - s), slice(Wp - s, Wp)):
             labels[hs, ws] = cnt
             cnt += 1
-    lw = labels.view(Hp // w, w, Wp // w, w).permute(0, 2, 1, 3).reshape(
-        -1, w * w)
+    lw = labels.view(Hp // w, w, Wp // w, w).permute(0, 2, 1,
+                                                     3).reshape(-1, w * w)
     diff = lw[:, :, None] - lw[:, None, :]
     return torch.where(diff != 0, -100.0, 0.0)  # nW, L, L
 
@@ -111,15 +109,18 @@ def oracle_focal_attention(m, x):
                     y, xx = i - sy, j - sx
                     keep.append(not (0 <= y < w and 0 <= xx < w))
             keep = torch.tensor(keep)
-            ks.append(_windows(torch.roll(k, (sy, sx), (1, 2)), w,
-                               heads)[:, :, keep])
-            vs.append(_windows(torch.roll(v, (sy, sx), (1, 2)), w,
-                               heads)[:, :, keep])
+            ks.append(
+                _windows(torch.roll(k, (sy, sx), (1, 2)), w, heads)[:, :,
+                                                                    keep])
+            vs.append(
+                _windows(torch.roll(v, (sy, sx), (1, 2)), w, heads)[:, :,
+                                                                    keep])
         keys.append(torch.cat(ks, 2))
         values.append(torch.cat(vs, 2))
         biases.append(m.relative_position_bias_table_to_neighbors[0])
-        masks.append(torch.zeros(masks[0].shape[0], w * w, keys[-1].shape[2],
-                                 dtype=x.dtype))
+        masks.append(
+            torch.zeros(
+                masks[0].shape[0], w * w, keys[-1].shape[2], dtype=x.dtype))
 
     for level, fw in enumerate(m.pooled_windows):
         stride = 2**level
@@ -129,12 +130,16 @@ def oracle_focal_attention(m, x):
         gh, gw = pooled.shape[1:3]
 
         def unfold(t):
-            cols = F.unfold(t.permute(0, 3, 1, 2), kernel, padding=kernel //
-                            2, stride=stride)  # B, C*K*K, nW
+            cols = F.unfold(
+                t.permute(0, 3, 1, 2),
+                kernel,
+                padding=kernel // 2,
+                stride=stride)  # B, C*K*K, nW
             cols = cols.view(t.shape[0], t.shape[-1], kernel, kernel, -1)
             cols = cols[:, :, stride - 1:, stride - 1:]
-            return cols.permute(0, 4, 2, 3, 1).reshape(
-                cols.shape[0] * cols.shape[-1], -1, t.shape[-1])
+            return cols.permute(0, 4, 2, 3,
+                                1).reshape(cols.shape[0] * cols.shape[-1], -1,
+                                           t.shape[-1])
 
         ones = torch.ones(1, gh, gw, 1, dtype=x.dtype)
         valid = unfold(ones)[..., 0]  # nW, K'^2
@@ -144,8 +149,8 @@ def oracle_focal_attention(m, x):
         values.append(pv_w.view(-1, n, heads, C // heads).transpose(1, 2))
         extent = fw + 2**level - 1
         biases.append(
-            _relative_bias(m.relative_position_bias_table_to_windows[level],
-                           w, extent))
+            _relative_bias(m.relative_position_bias_table_to_windows[level], w,
+                           extent))
         mask = torch.where(valid == 0, -100.0, 0.0).to(x.dtype)
         masks.append(mask[:, None, :].expand(-1, w * w, -1).repeat(B, 1, 1))
 

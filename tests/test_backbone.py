@@ -7,12 +7,9 @@ from mmpretrain.registry import MODELS
 from focal_mm import FocalTransformer
 from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
                                official_to_backbone)
-
 from conftest import ARCHS, REFERENCE_DIR
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
-
-
 
 
 @pytest.mark.parametrize('name', sorted(ARCHS))
@@ -31,9 +28,11 @@ def test_parameter_count_and_keys_equal_official(name):
     assert converted == set(ours)
 
 
-@pytest.mark.parametrize('arch, embed_dims, depths', [
-    ('tiny', 96, (2, 2, 6, 2)), ('small', 96, (2, 2, 18, 2)),
-    ('base', 128, (2, 2, 18, 2)), ('large', 192, (2, 2, 18, 2))])
+@pytest.mark.parametrize('arch, embed_dims, depths',
+                         [('tiny', 96, (2, 2, 6, 2)),
+                          ('small', 96, (2, 2, 18, 2)),
+                          ('base', 128, (2, 2, 18, 2)),
+                          ('large', 192, (2, 2, 18, 2))])
 def test_arch_zoo(arch, embed_dims, depths):
     settings = FocalTransformer.arch_zoo[arch]
     assert settings['embed_dims'] == embed_dims
@@ -44,8 +43,7 @@ def test_any_input_size_gives_dense_outputs():
     model = FocalTransformer(arch=TINY, img_size=None).eval()
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 97, 131))
-    assert [tuple(o.shape) for o in outs] == [(2, 16, 25, 33),
-                                              (2, 32, 13, 17),
+    assert [tuple(o.shape) for o in outs] == [(2, 16, 25, 33), (2, 32, 13, 17),
                                               (2, 64, 7, 9), (2, 128, 4, 5)]
     assert all(torch.isfinite(o).all() for o in outs)
 
@@ -69,8 +67,8 @@ def test_frozen_stages():
     model = FocalTransformer(arch=TINY, frozen_stages=2)
     model.train()
     for name, p in model.named_parameters():
-        frozen = name.startswith(('patch_embed', 'stages.0.', 'stages.1.',
-                                  'norm0', 'norm1'))
+        frozen = name.startswith(
+            ('patch_embed', 'stages.0.', 'stages.1.', 'norm0', 'norm1'))
         assert p.requires_grad != frozen, name
     assert not model.stages[1].training and model.stages[2].training
 
@@ -78,8 +76,8 @@ def test_frozen_stages():
 def test_with_cp_gives_same_outputs_and_gradients():
     torch.manual_seed(0)
     plain = FocalTransformer(arch=TINY, img_size=None, drop_path_rate=0.)
-    cp = FocalTransformer(arch=TINY, img_size=None, drop_path_rate=0.,
-                          with_cp=True)
+    cp = FocalTransformer(
+        arch=TINY, img_size=None, drop_path_rate=0., with_cp=True)
     cp.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 64, 80)
     out_plain, out_cp = plain(x)[-1], cp(x)[-1]
@@ -92,12 +90,15 @@ def test_with_cp_gives_same_outputs_and_gradients():
 
 
 def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
-    case = torch.load(REFERENCE_DIR / 'tiny_shape_256x352.pt',
-                      weights_only=True)
+    case = torch.load(
+        REFERENCE_DIR / 'tiny_shape_256x352.pt', weights_only=True)
     path = tmp_path / 'focal-official.pth'
     # As released: under 'model', here also with DataParallel prefixes.
-    torch.save({'model': {'module.' + k: v
-                          for k, v in case['state_dict'].items()}}, path)
+    torch.save(
+        {'model': {
+            'module.' + k: v
+            for k, v in case['state_dict'].items()
+        }}, path)
     cfg = mmpretrain_model_cfg(case['config'])['backbone']
     cfg.pop('type')
     cfg['out_indices'] = (0, 1, 2, 3)
@@ -128,8 +129,10 @@ def test_pretrained_tables_resized_and_missing_neighbours_reported(
     torch.save({'model': case['state_dict']}, path)
     cfg = mmpretrain_model_cfg(case['config'])['backbone']
     cfg.pop('type')
-    cfg.update(img_size=None, focal_windows=(9, 7, 5, 3),
-               init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    cfg.update(
+        img_size=None,
+        focal_windows=(9, 7, 5, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model = FocalTransformer(**cfg)
     model.init_weights()
     text = mm_log.text()

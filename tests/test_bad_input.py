@@ -60,15 +60,14 @@ TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
     (dict(arch=dict(embed_dims=16, depths=(1, 1))), ValueError,
      'exactly the keys'),
     (dict(arch=[96, 2]), TypeError, 'arch must be a str or a dict'),
-    (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1),
-                    num_heads=(1, 2, 3, 4))), ValueError,
-     r'num_heads\[2\] = 3 does not divide'),
-    (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1),
-                    num_heads=(1, 2, 4))), ValueError,
-     'num_heads must have one entry per stage'),
-    (dict(arch=dict(embed_dims=16, depths=(1, 0, 1, 1),
-                    num_heads=(1, 2, 4, 8))), ValueError,
-     'depths must be positive'),
+    (dict(
+        arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4))),
+     ValueError, r'num_heads\[2\] = 3 does not divide'),
+    (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 4))),
+     ValueError, 'num_heads must have one entry per stage'),
+    (dict(
+        arch=dict(embed_dims=16, depths=(1, 0, 1, 1), num_heads=(1, 2, 4, 8))),
+     ValueError, 'depths must be positive'),
     (dict(arch=TINY, focal_windows=(7, 5, 3)), ValueError,
      'focal_windows must have one entry per stage'),
     (dict(arch=TINY, focal_levels=(2, 2)), ValueError,
@@ -100,14 +99,14 @@ def test_bad_backbone_configurations(kwargs, error, match):
     (dict(embed_dims=10, num_heads=3), 'num_heads'),
     (dict(embed_dims=8, num_heads=2, pool_method='avg'), 'pool_method'),
     (dict(embed_dims=8, num_heads=2, focal_window=4), 'focal_window'),
-    (dict(embed_dims=8, num_heads=2, window_size=7, expand_size=7),
-     'expand_size'),
+    (dict(embed_dims=8, num_heads=2, window_size=7,
+          expand_size=7), 'expand_size'),
     (dict(embed_dims=8, num_heads=2, expand_size=-1), 'expand_size'),
-    (dict(embed_dims=8, num_heads=2, window_size=7, shift_size=7),
-     'shift_size'),
-    (dict(embed_dims=8, num_heads=2, window_size=3, expand_size=0,
-          focal_level=4),
-     'window_size 3 is too small'),
+    (dict(embed_dims=8, num_heads=2, window_size=7,
+          shift_size=7), 'shift_size'),
+    (dict(
+        embed_dims=8, num_heads=2, window_size=3, expand_size=0,
+        focal_level=4), 'window_size 3 is too small'),
     (dict(embed_dims=8, num_heads=2, focal_level=0), 'focal_level'),
 ])
 def test_bad_attention_configurations(kwargs, match):
@@ -126,8 +125,8 @@ def test_bad_attention_input(shape):
     (torch.randn(3, 64, 64), ValueError, r'\(B, 3, H, W\)'),
     (torch.randn(1, 3, 64, 64, 2), ValueError, r'\(B, 3, H, W\)'),
     (torch.randn(1, 4, 64, 64), ValueError, r'\(B, 3, H, W\)'),
-    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError,
-     'floating-point'),
+    (torch.zeros(1, 3, 64, 64,
+                 dtype=torch.uint8), TypeError, 'floating-point'),
     (torch.randn(1, 3, 2, 64), ValueError, 'smaller than one patch'),
 ])
 def test_bad_images(image, error, match):
@@ -152,8 +151,10 @@ def test_checkpoint_of_another_arch(tmp_path):
     small = FocalTransformer('small', img_size=224, out_indices=(3, ))
     path = tmp_path / 'small.pth'
     torch.save({'state_dict': small.state_dict()}, path)
-    with pytest.raises(ValueError, match=r'another architecture.*\n.*'
-                       r'stages\.2\.blocks\.6.*not in the model'):
+    with pytest.raises(
+            ValueError,
+            match=r'another architecture.*\n.*'
+            r'stages\.2\.blocks\.6.*not in the model'):
         _load_into(FocalTransformer('tiny', img_size=224), path)
     tiny = FocalTransformer('tiny', img_size=224)
     torch.save({'state_dict': tiny.state_dict()}, path)
@@ -182,8 +183,9 @@ def test_truncated_checkpoint_file(tmp_path):
 
 def test_checkpoint_of_something_else(tmp_path):
     path = tmp_path / 'resnet.pth'
-    torch.save({'state_dict': {'conv1.weight': torch.zeros(64, 3, 7, 7)}},
-               path)
+    torch.save({'state_dict': {
+        'conv1.weight': torch.zeros(64, 3, 7, 7)
+    }}, path)
     with pytest.raises(ValueError, match='does not fit this FocalTransformer'):
         _load_into(FocalTransformer(arch=TINY), path)
 
@@ -201,8 +203,11 @@ class _CreatesMarker:
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     marker = tmp_path / 'marker'
     path = tmp_path / 'hostile.pth'
-    torch.save({'state_dict': FocalTransformer(arch=TINY).state_dict(),
-                'payload': _CreatesMarker(marker)}, path)
+    torch.save(
+        {
+            'state_dict': FocalTransformer(arch=TINY).state_dict(),
+            'payload': _CreatesMarker(marker)
+        }, path)
     with pytest.raises(ValueError, match='pickled Python objects'):
         _load_into(FocalTransformer(arch=TINY), path)
     assert not marker.exists()
@@ -212,14 +217,16 @@ def test_config_without_custom_imports(tmp_path):
     config = tmp_path / 'cfg.py'
     config.write_text(
         "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
-        "model = dict(backbone=dict(_delete_=True, type='FocalTransformer'))\n")
+        "model = dict(backbone=dict(_delete_=True, type='FocalTransformer'))\n"
+    )
     script = ('from mmengine.config import Config\n'
               'from mmdet.registry import MODELS\n'
               'from mmdet.utils import register_all_modules\n'
               'register_all_modules()\n'
               f'MODELS.build(Config.fromfile({str(config)!r}).model)\n')
     result = subprocess.run([sys.executable, '-c', script],
-                            capture_output=True, text=True)
+                            capture_output=True,
+                            text=True)
     assert result.returncode != 0
     assert 'FocalTransformer is not in the mmdet::model registry' in \
         result.stderr

@@ -8,21 +8,23 @@ import torch
 from mmpretrain.registry import MODELS
 
 from focal_mm.official import mmpretrain_model_cfg
-
 from conftest import REFERENCE_DIR, REPO_ROOT
 
 SCRIPT = REPO_ROOT / 'tools' / 'model_converters' / 'focal2mm.py'
 
 
 def convert(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True)
 
 
 @pytest.fixture(scope='module')
 def case():
-    return torch.load(REFERENCE_DIR / 'conv_embed_prenorm_layerscale_224.pt',
-                      weights_only=True)
+    return torch.load(
+        REFERENCE_DIR / 'conv_embed_prenorm_layerscale_224.pt',
+        weights_only=True)
 
 
 def test_classifier_conversion_gives_official_logits(tmp_path, case):
@@ -62,8 +64,7 @@ class _CreatesMarker:
 def test_pickled_code_is_refused_and_never_runs(tmp_path, case):
     marker = tmp_path / 'marker'
     src = tmp_path / 'hostile.pth'
-    torch.save({'model': case['state_dict'], 'x': _CreatesMarker(marker)},
-               src)
+    torch.save({'model': case['state_dict'], 'x': _CreatesMarker(marker)}, src)
     result = convert(src, tmp_path / 'out.pth')
     assert result.returncode != 0
     assert 'pickled Python objects' in result.stderr

@@ -9,7 +9,6 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from focal_mm.synthetic_data import make_coco
-
 from conftest import REPO_ROOT
 from toy_configs import toy_detection
 
@@ -17,24 +16,32 @@ CONFIG_DIR = REPO_ROOT / 'configs'
 
 # Parameters (millions) reported in the paper, 80 classes.
 PAPER_PARAMS = {
-    'mask_rcnn_focal_tiny': 48.8, 'mask_rcnn_focal_small': 71.2,
-    'mask_rcnn_focal_base': 110.0, 'retinanet_focal_tiny': 39.4,
-    'retinanet_focal_small': 61.7, 'retinanet_focal_base': 100.8,
-    'cascade_mask_rcnn_focal_tiny': 86.7, 'atss_focal_tiny': 36.8,
+    'mask_rcnn_focal_tiny': 48.8,
+    'mask_rcnn_focal_small': 71.2,
+    'mask_rcnn_focal_base': 110.0,
+    'retinanet_focal_tiny': 39.4,
+    'retinanet_focal_small': 61.7,
+    'retinanet_focal_base': 100.8,
+    'cascade_mask_rcnn_focal_tiny': 86.7,
+    'atss_focal_tiny': 36.8,
     'sparse_rcnn_focal_tiny': 110.8,
 }
 DETECTION_CONFIGS = sorted(
     p.stem for p in CONFIG_DIR.glob('*.py')
-    if p.stem.split('_focal_')[0] in
-    ('mask_rcnn', 'retinanet', 'cascade_mask_rcnn', 'atss', 'reppoints',
-     'sparse_rcnn'))
+    if p.stem.split('_focal_')[0] in ('mask_rcnn', 'retinanet',
+                                      'cascade_mask_rcnn', 'atss', 'reppoints',
+                                      'sparse_rcnn'))
 
 
 def test_all_paper_detectors_have_configs():
-    expected = [f'{d}_focal_{s}_{x}' for d in ('mask_rcnn', 'retinanet')
-                for s in ('tiny', 'small', 'base') for x in ('1x', '3x')]
-    expected += [f'{d}_focal_tiny_3x' for d in
-                 ('cascade_mask_rcnn', 'atss', 'reppoints', 'sparse_rcnn')]
+    expected = [
+        f'{d}_focal_{s}_{x}' for d in ('mask_rcnn', 'retinanet')
+        for s in ('tiny', 'small', 'base') for x in ('1x', '3x')
+    ]
+    expected += [
+        f'{d}_focal_tiny_3x'
+        for d in ('cascade_mask_rcnn', 'atss', 'reppoints', 'sparse_rcnn')
+    ]
     assert sorted(expected) == DETECTION_CONFIGS
 
 
@@ -46,8 +53,9 @@ def build_detector(cfg):
         return MODELS.build(cfg.model)
 
 
-@pytest.mark.parametrize('name', [n for n in DETECTION_CONFIGS
-                                  if n.rsplit('_', 1)[0] in PAPER_PARAMS])
+@pytest.mark.parametrize(
+    'name',
+    [n for n in DETECTION_CONFIGS if n.rsplit('_', 1)[0] in PAPER_PARAMS])
 def test_parameter_count_matches_paper(name):
     cfg = Config.fromfile(str(CONFIG_DIR / f'{name}.py'))
     model = build_detector(cfg)
@@ -59,8 +67,8 @@ def test_parameter_count_matches_paper(name):
 
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
-    return make_coco(str(tmp_path_factory.mktemp('coco')), num_train=4,
-                     num_val=2)
+    return make_coco(
+        str(tmp_path_factory.mktemp('coco')), num_train=4, num_val=2)
 
 
 @pytest.mark.slow
@@ -72,8 +80,11 @@ def test_config_trains_and_evaluates(name, coco_root, tmp_path, mm_log):
     runner = Runner.from_cfg(cfg)
     mm_log.watch(runner.logger)
     runner.train()
-    losses = {k: v for k, v in runner.message_hub.log_scalars.items()
-              if k.startswith('train/') and 'loss' in k}
+    losses = {
+        k: v
+        for k, v in runner.message_hub.log_scalars.items()
+        if k.startswith('train/') and 'loss' in k
+    }
     assert losses and all(math.isfinite(v.current())
                           for v in losses.values()), losses
     metrics = runner.val()

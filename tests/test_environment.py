@@ -57,9 +57,12 @@ def test_registered_modules_build_from_each_scope(scope):
     registry = importlib.import_module(f'{scope}.registry').MODELS
     with DefaultScope.overwrite_default_scope(scope):
         backbone = registry.build(
-            dict(type='FocalTransformer',
-                 arch=dict(embed_dims=8, depths=(1, 1), num_heads=(1, 2)),
-                 img_size=None, focal_windows=(7, 5), out_indices=(0, 1)))
+            dict(
+                type='FocalTransformer',
+                arch=dict(embed_dims=8, depths=(1, 1), num_heads=(1, 2)),
+                img_size=None,
+                focal_windows=(7, 5),
+                out_indices=(0, 1)))
         attn = registry.build(
             dict(type='FocalAttention', embed_dims=8, num_heads=2))
     assert isinstance(backbone, focal_mm.FocalTransformer)
@@ -99,10 +102,12 @@ class _GetattrExploit:
         return (getattr, (HistoryBuffer, '__init__'))
 
 
-@pytest.mark.parametrize('payload, match', [
-    (Config(dict(a=1)), 'Unsupported global'),  # not allow-listed
-    (_GetattrExploit(), r'Refused getattr'),
-])
+@pytest.mark.parametrize(
+    'payload, match',
+    [
+        (Config(dict(a=1)), 'Unsupported global'),  # not allow-listed
+        (_GetattrExploit(), r'Refused getattr'),
+    ])
 def test_other_pickled_objects_are_still_refused(tmp_path, payload, match):
     from mmengine.runner.checkpoint import _load_checkpoint
 
@@ -118,7 +123,8 @@ def test_mmdet_config_inheritance(tmp_path):
         "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
         "custom_imports = dict(imports=['focal_mm'], "
         "allow_failed_imports=False)\n"
-        "model = dict(backbone=dict(_delete_=True, type='FocalTransformer'))\n")
+        "model = dict(backbone=dict(_delete_=True, type='FocalTransformer'))\n"
+    )
     cfg = Config.fromfile(str(cfg_file))
     assert cfg.default_scope == 'mmdet'
     assert cfg.model.backbone.type == 'FocalTransformer'

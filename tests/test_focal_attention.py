@@ -7,7 +7,6 @@ import torch
 
 from focal_mm.models import FocalAttention
 from focal_mm.models.focal_geometry import focal_geometry
-
 from focal_oracle import oracle_focal_attention
 
 CONFIGS = [
@@ -30,9 +29,15 @@ def rel_err(a, b):
 def make(cfg):
     dims, heads, w, e, s, levels, fw, pool = cfg
     torch.manual_seed(0)
-    attn = FocalAttention(dims, heads, window_size=w, expand_size=e,
-                          shift_size=s, focal_level=levels, focal_window=fw,
-                          pool_method=pool).double()
+    attn = FocalAttention(
+        dims,
+        heads,
+        window_size=w,
+        expand_size=e,
+        shift_size=s,
+        focal_level=levels,
+        focal_window=fw,
+        pool_method=pool).double()
     # Perturb every parameter so that no term can hide.
     with torch.no_grad():
         for p in attn.parameters():
@@ -44,8 +49,7 @@ def make(cfg):
 @pytest.mark.parametrize('size', SIZES, ids=str)
 def test_forward_and_gradients_match_oracle(cfg, size):
     attn = make(cfg)
-    x = torch.randn(2, *size, cfg[0], dtype=torch.float64,
-                    requires_grad=True)
+    x = torch.randn(2, *size, cfg[0], dtype=torch.float64, requires_grad=True)
     ours = attn(x)
     ref = oracle_focal_attention(attn, x)
     assert ours.shape == x.shape
@@ -54,10 +58,9 @@ def test_forward_and_gradients_match_oracle(cfg, size):
     inputs = [x] + list(attn.parameters())
     # Maps that fit in one window use no neighbour table: its gradient is
     # zero (or None, where autograd never reached it).
-    grads = torch.autograd.grad((ours * proj).sum(), inputs,
-                                allow_unused=True)
-    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs,
-                                    allow_unused=True)
+    grads = torch.autograd.grad((ours * proj).sum(), inputs, allow_unused=True)
+    ref_grads = torch.autograd.grad(
+        (ref * proj).sum(), inputs, allow_unused=True)
     for g, r in zip(grads, ref_grads):
         if r is None:
             assert g is None or not g.any()

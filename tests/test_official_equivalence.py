@@ -15,7 +15,6 @@ from mmpretrain.registry import MODELS
 import focal_mm  # noqa: F401
 from focal_mm.official import (OFFICIAL_BUFFERS, mmpretrain_key,
                                mmpretrain_model_cfg, official_to_mmpretrain)
-
 from conftest import REFERENCE_DIR
 
 CASES = sorted(p.stem for p in REFERENCE_DIR.glob('*.pt'))
@@ -66,8 +65,9 @@ def test_conversion_drops_only_buffers(name):
     assert len(converted) == len(params)
     dropped = set(case['state_dict']) - params
     assert all(
-        k.endswith(('relative_position_index', 'valid_ind_rolled', 'attn_mask'))
-        or '_index_' in k or 'valid_ind_unfold' in k for k in dropped)
+        k.endswith(('relative_position_index', 'valid_ind_rolled',
+                    'attn_mask')) or '_index_' in k or 'valid_ind_unfold' in k
+        for k in dropped)
 
 
 @pytest.mark.parametrize('name', CASES)
@@ -119,4 +119,6 @@ def test_gradients_match_official(name):
         errors[official_name] = rel_err(params[ours].grad, ref)
     print(name, 'largest gradient error', max(errors.values()))
     assert max(errors.values()) < 1e-4, {
-        k: v for k, v in errors.items() if v >= 1e-4}
+        k: v
+        for k, v in errors.items() if v >= 1e-4
+    }

@@ -9,7 +9,6 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from focal_mm.synthetic_data import make_ade20k, make_imagenet
-
 from conftest import ARCHS, REPO_ROOT
 from toy_configs import toy_classification, toy_segmentation
 
@@ -22,7 +21,8 @@ SEG_PARAMS = {  # millions, 150 classes, paper
 }
 CLS_CONFIGS = {  # config -> official variant
     f'focal_{arch}{conv}_in1k': f'{arch}{conv}'
-    for arch in ('tiny', 'small', 'base') for conv in ('', '_useconv')
+    for arch in ('tiny', 'small', 'base')
+    for conv in ('', '_useconv')
 }
 
 
@@ -49,20 +49,22 @@ def test_upernet_parameter_count_matches_paper(name):
 @pytest.mark.parametrize('name', sorted(CLS_CONFIGS))
 def test_classifier_parameter_count_equals_official(name):
     cfg = Config.fromfile(str(CONFIG_DIR / f'{name}.py'))
-    assert count(build('mmpretrain', cfg)) == ARCHS[CLS_CONFIGS[name]][
-        'params']
+    assert count(build('mmpretrain',
+                       cfg)) == ARCHS[CLS_CONFIGS[name]]['params']
 
 
 @pytest.fixture(scope='module')
 def ade_root(tmp_path_factory):
-    return make_ade20k(str(tmp_path_factory.mktemp('ade')), num_train=4,
-                       num_val=2)
+    return make_ade20k(
+        str(tmp_path_factory.mktemp('ade')), num_train=4, num_val=2)
 
 
 @pytest.fixture(scope='module')
 def imagenet_root(tmp_path_factory):
-    return make_imagenet(str(tmp_path_factory.mktemp('imagenet')),
-                         per_class_train=2, per_class_val=2)
+    return make_imagenet(
+        str(tmp_path_factory.mktemp('imagenet')),
+        per_class_train=2,
+        per_class_val=2)
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from mmengine.config import Config
 from PIL import Image
 
 from focal_mm.synthetic_data import make_ade20k, make_coco, make_imagenet
-
 from conftest import REFERENCE_DIR, REPO_ROOT
 from toy_configs import toy_classification, toy_segmentation
 
@@ -24,9 +23,11 @@ DEMO = REPO_ROOT / 'configs' / 'demo' / 'mask_rcnn_focal_tiny_shapes.py'
 def run(tool, *args, cwd=None):
     result = subprocess.run(
         [sys.executable, str(TOOLS / tool), *map(str, args)],
-        capture_output=True, text=True, cwd=cwd)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
-        -3000:]
+        capture_output=True,
+        text=True,
+        cwd=cwd)
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:])
     return result.stdout + result.stderr
 
 
@@ -103,15 +104,18 @@ def test_converted_official_classifier_through_tools(tmp_path):
     converted = tmp_path / 'converted.pth'
     run('model_converters/focal2mm.py', official, converted)
 
-    root = make_imagenet(str(tmp_path / 'imagenet'), per_class_train=1,
-                         per_class_val=2)
+    root = make_imagenet(
+        str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=2)
     cfg = toy_classification(
         Config.fromfile(str(REPO_ROOT / 'configs' / 'focal_tiny_in1k.py')),
-        root, str(tmp_path / 'work'), size_factor=1.)
+        root,
+        str(tmp_path / 'work'),
+        size_factor=1.)
     official_cfg = case['config']
     cfg.model.backbone.arch = dict(
         embed_dims=official_cfg['embed_dim'],
-        depths=official_cfg['depths'], num_heads=official_cfg['num_heads'])
+        depths=official_cfg['depths'],
+        num_heads=official_cfg['num_heads'])
     cfg.model.head.update(num_classes=10, in_channels=256)
     cfg.data_preprocessor.num_classes = 10
     config = tmp_path / 'cls.py'

@@ -23,6 +23,7 @@ def _walk(node, fn):
 
 
 def _scale_sizes(factor):
+
     def fix(node):
         for key in ('scale', 'img_scale', 'crop_size'):
             if isinstance(node.get(key), (list, tuple)) and all(
@@ -33,13 +34,16 @@ def _scale_sizes(factor):
                 tuple(max(32, int(v * factor)) for v in s)
                 for s in node['scales']
             ]
+
     return fix
 
 
 def _set_num_classes(num_classes):
+
     def fix(node):
         if 'num_classes' in node:
             node['num_classes'] = num_classes
+
     return fix
 
 
@@ -57,15 +61,18 @@ def _loader(loader, **dataset_fields):
     dataset.update(dataset_fields)
 
 
-def toy_detection(cfg: Config, data_root: str, work_dir: str,
-                  max_epochs: int = 1, size_factor: float = 0.2) -> Config:
+def toy_detection(cfg: Config,
+                  data_root: str,
+                  work_dir: str,
+                  max_epochs: int = 1,
+                  size_factor: float = 0.2) -> Config:
     """Adapts a COCO detection config to :func:`make_coco` data."""
     cfg = cfg.copy()
     _walk(cfg.model, _set_num_classes(len(SHAPES)))
     _walk(cfg.model.test_cfg, _no_score_threshold)
     for split, loader in (('train', cfg.train_dataloader),
-                          ('val', cfg.val_dataloader),
-                          ('val', cfg.test_dataloader)):
+                          ('val', cfg.val_dataloader), ('val',
+                                                        cfg.test_dataloader)):
         _loader(
             loader,
             data_root=data_root,
@@ -79,7 +86,8 @@ def toy_detection(cfg: Config, data_root: str, work_dir: str,
     _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
           _scale_sizes(size_factor))
     cfg.train_cfg = ConfigDict(
-        type='EpochBasedTrainLoop', max_epochs=max_epochs,
+        type='EpochBasedTrainLoop',
+        max_epochs=max_epochs,
         val_interval=max_epochs)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
@@ -95,8 +103,11 @@ def _iterations(cfg: Config, work_dir: str, iters: int) -> None:
     cfg.work_dir = work_dir
 
 
-def toy_segmentation(cfg: Config, data_root: str, work_dir: str,
-                     iters: int = 2, size_factor: float = 0.25) -> Config:
+def toy_segmentation(cfg: Config,
+                     data_root: str,
+                     work_dir: str,
+                     iters: int = 2,
+                     size_factor: float = 0.25) -> Config:
     """Adapts an ADE20K config to :func:`make_ade20k` data (whose labels are
     the first three of ADE20K's 150 classes)."""
     cfg = cfg.copy()
@@ -117,14 +128,16 @@ def toy_segmentation(cfg: Config, data_root: str, work_dir: str,
     return cfg
 
 
-def toy_classification(cfg: Config, data_root: str, work_dir: str,
+def toy_classification(cfg: Config,
+                       data_root: str,
+                       work_dir: str,
                        size_factor: float = 0.25) -> Config:
     """Adapts an ImageNet config to :func:`make_imagenet` data (its class
     folders become labels 0-2 of the 1000)."""
     cfg = cfg.copy()
     for split, loader in (('train', cfg.train_dataloader),
-                          ('val', cfg.val_dataloader),
-                          ('val', cfg.test_dataloader)):
+                          ('val', cfg.val_dataloader), ('val',
+                                                        cfg.test_dataloader)):
         loader.batch_size = 4
         _loader(loader, data_root=data_root, split=split)
 

@@ -30,12 +30,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/shapes_coco')
-    parser.add_argument('--epochs', type=int, default=None,
-                        help='override the config\'s number of epochs')
+    parser.add_argument(
+        '--epochs',
+        type=int,
+        default=None,
+        help='override the config\'s number of epochs')
     args = parser.parse_args(argv)
 
-    if not osp.exists(osp.join(args.data_root, 'annotations',
-                               'instances_val.json')):
+    if not osp.exists(
+            osp.join(args.data_root, 'annotations', 'instances_val.json')):
         make_coco(args.data_root, num_train=64, num_val=16)
         print(f'Generated the shapes dataset in {args.data_root}')
     cfg = Config.fromfile(CONFIG)

@@ -22,7 +22,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='PNG to write')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--score-thr', type=float, default=0.3,
+        '--score-thr',
+        type=float,
+        default=0.3,
         help='detection: draw boxes above this score')
     return parser.parse_args(argv)
 
@@ -30,10 +32,14 @@ def parse_args(argv=None):
 def detect(args) -> np.ndarray:
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(
-        model=args.config, weights=args.checkpoint, device=args.device,
+        model=args.config,
+        weights=args.checkpoint,
+        device=args.device,
         show_progress=False)
     result = inferencer(
-        args.image, return_vis=True, no_save_vis=True,
+        args.image,
+        return_vis=True,
+        no_save_vis=True,
         pred_score_thr=args.score_thr)
     return result['visualization'][0]
 

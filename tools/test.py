@@ -23,10 +23,12 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to a .pkl')
     parser.add_argument(
-        '--show-dir', help='draw the predictions into this folder (inside '
+        '--show-dir',
+        help='draw the predictions into this folder (inside '
         'the work dir)')
     parser.add_argument(
-        '--tta', action='store_true',
+        '--tta',
+        action='store_true',
         help='test-time augmentation, from the config\'s tta_model and '
         'tta_pipeline')
     add_launcher_args(parser)

@@ -43,10 +43,19 @@ focal_optim_wrapper = dict(
 
 def _schedule(epochs, milestones):
     return [
-        dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-             end=1000),
-        dict(type='MultiStepLR', begin=0, end=epochs, by_epoch=True,
-             milestones=milestones, gamma=0.1)
+        dict(
+            type='LinearLR',
+            start_factor=0.001,
+            by_epoch=False,
+            begin=0,
+            end=1000),
+        dict(
+            type='MultiStepLR',
+            begin=0,
+            end=epochs,
+            by_epoch=True,
+            milestones=milestones,
+            gamma=0.1)
     ]
 
 
@@ -56,6 +65,7 @@ focal_schedule_3x = _schedule(36, [27, 33])
 # Total batch 16 = 8 GPUs x 2 images; scale the LR with --auto-scale-lr when
 # training on another number of GPUs.
 focal_auto_scale_lr = dict(enable=False, base_batch_size=16)
+
 
 # The 3x multi-scale 480-800 + crop training pipelines (DETR-style).
 def _ms_crop_pipeline(with_mask):
@@ -67,21 +77,24 @@ def _ms_crop_pipeline(with_mask):
         dict(
             type='RandomChoice',
             transforms=[[
-                dict(type='RandomChoiceResize', scales=scales,
-                     keep_ratio=True)
-            ], [
                 dict(
-                    type='RandomChoiceResize',
-                    scales=[(400, 1333), (500, 1333), (600, 1333)],
-                    keep_ratio=True),
-                dict(
-                    type='RandomCrop',
-                    crop_type='absolute_range',
-                    crop_size=(384, 600),
-                    allow_negative_crop=True),
-                dict(type='RandomChoiceResize', scales=scales,
-                     keep_ratio=True)
-            ]]),
+                    type='RandomChoiceResize', scales=scales, keep_ratio=True)
+            ],
+                        [
+                            dict(
+                                type='RandomChoiceResize',
+                                scales=[(400, 1333), (500, 1333), (600, 1333)],
+                                keep_ratio=True),
+                            dict(
+                                type='RandomCrop',
+                                crop_type='absolute_range',
+                                crop_size=(384, 600),
+                                allow_negative_crop=True),
+                            dict(
+                                type='RandomChoiceResize',
+                                scales=scales,
+                                keep_ratio=True)
+                        ]]),
         dict(type='PackDetInputs')
     ]
 

@@ -124,11 +124,12 @@ class FocalAttention(BaseModule):
             torch.zeros((2 * w - 1)**2, heads))
         if expand_size > 0:
             self.relative_position_bias_table_to_neighbors = nn.Parameter(
-                torch.zeros(1, heads, w * w,
-                            num_expanded_keys(w, expand_size)))
+                torch.zeros(1, heads, w * w, num_expanded_keys(w,
+                                                               expand_size)))
         self.relative_position_bias_table_to_windows = nn.ParameterList([
             nn.Parameter(
-                torch.zeros(heads, (w + pooled_extent(focal_window, k) - 1)**2))
+                torch.zeros(heads,
+                            (w + pooled_extent(focal_window, k) - 1)**2))
             for k in range(num_pooled)
         ])
         self.pool_layers = nn.ModuleList()
@@ -143,7 +144,10 @@ class FocalAttention(BaseModule):
             elif pool_method == 'conv':
                 self.pool_layers.append(
                     nn.Conv2d(
-                        embed_dims, embed_dims, sub, stride=sub,
+                        embed_dims,
+                        embed_dims,
+                        sub,
+                        stride=sub,
                         groups=embed_dims))
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop_rate = attn_drop_rate
@@ -266,7 +270,9 @@ class FocalAttention(BaseModule):
             region = F.pad(geom.region_mask, (0, k.shape[2] - L))
             mask = (mask + region.unsqueeze(1)).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(
-            q, k, v,
+            q,
+            k,
+            v,
             attn_mask=mask.to(q.dtype),
             dropout_p=self.attn_drop_rate if self.training else 0.,
             scale=self.scale)
@@ -279,8 +285,7 @@ class FocalAttention(BaseModule):
             out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
         return out[:, :H, :W]
 
-    def _project_qkv(self, tokens: torch.Tensor,
-                     padded: bool) -> torch.Tensor:
+    def _project_qkv(self, tokens: torch.Tensor, padded: bool) -> torch.Tensor:
         """qkv of every token as ``(B, T, 3, heads, d')``; with ``padded``,
         each head gets an extra channel, 1 for queries and 0 for keys and
         values."""

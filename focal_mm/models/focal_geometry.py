@@ -87,8 +87,9 @@ def _region_mask(height: int, width: int, window_size: int,
                  shift_size: int) -> torch.Tensor:
     """Swin's mask between tokens that the cyclic shift made neighbours."""
     labels = torch.zeros(height, width, dtype=torch.long)
-    cuts = (slice(0, -window_size), slice(-window_size, -shift_size),
-            slice(-shift_size, None))
+    cuts = (slice(0,
+                  -window_size), slice(-window_size,
+                                       -shift_size), slice(-shift_size, None))
     region = 0
     for rows in cuts:
         for cols in cuts:
@@ -102,9 +103,9 @@ def _region_mask(height: int, width: int, window_size: int,
 
 
 @lru_cache(maxsize=128)
-def focal_geometry(height: int, width: int, window_size: int,
-                   expand_size: int, shift_size: int,
-                   focal_windows: Tuple[int, ...],
+@torch.compiler.assume_constant_result
+def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
+                   shift_size: int, focal_windows: Tuple[int, ...],
                    device: torch.device) -> FocalGeometry:
     """Index tables of one focal attention call on a padded map.
 
@@ -165,7 +166,8 @@ def focal_geometry(height: int, width: int, window_size: int,
     return FocalGeometry(
         query_index=query_index.flatten().to(device),
         key_index=key_index.flatten().to(device),
-        key_padding=key_padding.to(device) if key_padding.any() else None,
+        key_padding=key_padding.to(device)
+        if any(fw > 1 for fw in focal_windows) else None,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
         num_tokens=zero_row + 1)

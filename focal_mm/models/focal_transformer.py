@@ -95,8 +95,9 @@ class FocalStage(BaseModule):
         self.blocks = ModuleList(blocks)
         self.downsample = downsample
 
-    def forward(self, x: torch.Tensor
-                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(
+            self,
+            x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         for block in self.blocks:
             x = block(x)
         if self.downsample is None:
@@ -273,8 +274,8 @@ class FocalTransformer(BaseModule):
             raise ValueError(f'patch_size must be >= 1, got {patch_size}')
         if mlp_ratio <= 0:
             raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio}')
-        for name, rate in (('drop_rate', drop_rate),
-                           ('attn_drop_rate', attn_drop_rate),
+        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate',
+                                                      attn_drop_rate),
                            ('drop_path_rate', drop_path_rate)):
             if not 0 <= rate < 1:
                 raise ValueError(f'{name} must be in [0, 1), got {rate}')
@@ -321,15 +322,16 @@ class FocalTransformer(BaseModule):
             dims = self.num_features[i]
             # The official model builds blocks whose training-size map fits
             # in one window without surroundings and shift.
-            fits = img_size is not None and min(
-                grid[0] // 2**i, grid[1] // 2**i) <= window_size
+            fits = img_size is not None and min(grid[0] // 2**i,
+                                                grid[1] // 2**i) <= window_size
             blocks = []
             for j in range(depth):
                 skip_expand = fits or (expand_layer == 'even' and j % 2 == 0) \
                     or (expand_layer == 'odd' and j % 2 == 1)
                 blocks.append(
                     FocalBlock(
-                        dims, heads,
+                        dims,
+                        heads,
                         mlp_ratio=mlp_ratio,
                         drop_rate=drop_rate,
                         drop_path_rate=dpr[sum(depths[:i]) + j],
@@ -339,12 +341,12 @@ class FocalTransformer(BaseModule):
                         with_cp=with_cp,
                         window_size=window_size,
                         expand_size=0 if skip_expand else expand_sizes[i],
-                        shift_size=window_size // 2
-                        if use_shift and j % 2 and not fits else 0,
+                        shift_size=window_size //
+                        2 if use_shift and j % 2 and not fits else 0,
                         focal_level=focal_levels[i],
                         focal_window=focal_windows[i],
-                        pool_method=focal_pool if i in focal_stages else
-                        'none',
+                        pool_method=focal_pool
+                        if i in focal_stages else 'none',
                         qkv_bias=qkv_bias,
                         qk_scale=qk_scale,
                         attn_drop_rate=attn_drop_rate))
@@ -353,14 +355,17 @@ class FocalTransformer(BaseModule):
                 down = dict(kernel_size=3, stride=2, padding=1) \
                     if use_conv_embed else dict(kernel_size=2, stride=2)
                 downsample = FocalPatchEmbed(
-                    dims, dims * 2, norm_cfg=norm_cfg,
-                    use_pre_norm=use_pre_norm, **down)
+                    dims,
+                    dims * 2,
+                    norm_cfg=norm_cfg,
+                    use_pre_norm=use_pre_norm,
+                    **down)
             self.stages.append(FocalStage(blocks, downsample))
 
         for i in out_indices:
-            self.add_module(f'norm{i}',
-                            build_norm_layer(norm_cfg,
-                                             self.num_features[i])[1])
+            self.add_module(
+                f'norm{i}',
+                build_norm_layer(norm_cfg, self.num_features[i])[1])
         self._freeze_stages()
 
     @classmethod
@@ -398,7 +403,8 @@ class FocalTransformer(BaseModule):
                 'FocalTransformer STARTS FROM RANDOM INITIALISATION. Put the '
                 'official file there (see the README) or set the backbone '
                 'init_cfg to None to silence this.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         else:
             super().init_weights()
             if self.init_cfg is not None:
@@ -444,8 +450,10 @@ class FocalTransformer(BaseModule):
         pos = self.absolute_pos_embed.view(1, *self.pos_grid, -1)
         if (height, width) != self.pos_grid:
             pos = F.interpolate(
-                pos.permute(0, 3, 1, 2), size=(height, width),
-                mode='bicubic', align_corners=False).permute(0, 2, 3, 1)
+                pos.permute(0, 3, 1, 2),
+                size=(height, width),
+                mode='bicubic',
+                align_corners=False).permute(0, 2, 3, 1)
         return pos
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -28,8 +28,8 @@ def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
                        for k, v in checkpoint.items())
 
 
-def to_backbone_keys(state_dict: Dict[str, torch.Tensor]
-                     ) -> Dict[str, torch.Tensor]:
+def to_backbone_keys(
+        state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Official keys are converted; a whole detector or classifier is cut
     down to its ``backbone.`` entries."""
     from ..official import is_official_state_dict, official_to_backbone
@@ -51,12 +51,13 @@ def _resize_square_table(table: torch.Tensor, side_dim: int,
     grid = moved.reshape(-1, 1, side, side).float()
     grid = F.interpolate(
         grid, size=(new_side, new_side), mode='bicubic', align_corners=False)
-    return grid.reshape(*lead, new_side * new_side).movedim(-1, side_dim).to(
-        table.dtype)
+    return grid.reshape(*lead,
+                        new_side * new_side).movedim(-1,
+                                                     side_dim).to(table.dtype)
 
 
-def adapt_shapes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
-                 ) -> List[str]:
+def adapt_shapes(model: nn.Module,
+                 state_dict: Dict[str, torch.Tensor]) -> List[str]:
     """Resizes relative-position tables and the absolute position embedding
     of ``state_dict`` in place to the shapes of ``model``.
 
@@ -84,8 +85,8 @@ def adapt_shapes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
                            f'{tuple(new.shape)}')
             del state_dict[key]
             continue
-        state_dict[key] = _resize_square_table(
-            old, grid_dim, math.isqrt(new.shape[grid_dim]))
+        state_dict[key] = _resize_square_table(old, grid_dim,
+                                               math.isqrt(new.shape[grid_dim]))
         print_log(
             f'Resized {key} from {tuple(old.shape)} to {tuple(new.shape)}',
             logger='current')
@@ -133,14 +134,18 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
     reported). Anything else that does not fit means the checkpoint is of
     another architecture, and raises ``ValueError``.
     """
-    state_dict = to_backbone_keys(extract_state_dict(read_checkpoint(filename)))
+    state_dict = to_backbone_keys(
+        extract_state_dict(read_checkpoint(filename)))
     dropped = adapt_shapes(model, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     wrong = [k for k in dropped if not TOLERATED.search(k.split(':')[0])]
-    wrong += [f'{k}: missing from the checkpoint' for k in missing
-              if not TOLERATED.search(k)]
-    wrong += [f'{k}: not in the model' for k in unexpected
-              if not TOLERATED.search(k)]
+    wrong += [
+        f'{k}: missing from the checkpoint' for k in missing
+        if not TOLERATED.search(k)
+    ]
+    wrong += [
+        f'{k}: not in the model' for k in unexpected if not TOLERATED.search(k)
+    ]
     if wrong:
         raise ValueError(
             f'{filename} does not fit this FocalTransformer (a checkpoint '
@@ -154,11 +159,13 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
         report.append('missing from the checkpoint (left at '
                       'initialisation):\n  ' + '\n  '.join(missing))
     if unexpected:
-        report.append('in the checkpoint but not in the model (ignored):\n  '
-                      + '\n  '.join(unexpected))
+        report.append('in the checkpoint but not in the model (ignored):\n  ' +
+                      '\n  '.join(unexpected))
     summary = f'Loaded {filename} into FocalTransformer'
     if report:
-        print_log(summary + '; ' + '\n'.join(report), logger='current',
-                  level=logging.WARNING)
+        print_log(
+            summary + '; ' + '\n'.join(report),
+            logger='current',
+            level=logging.WARNING)
     else:
         print_log(summary + ': every key matched', logger='current')

@@ -3,7 +3,7 @@
 SwinTransformer of the same size, measured side by side in one process.
 
     python tools/analysis/benchmark.py --arch tiny --device cpu
-    python tools/analysis/benchmark.py --device cuda --dtype bf16 --json out.json
+    python tools/analysis/benchmark.py --device cuda --dtype bf16 --json o.json
 
 Cases (backbone only): inference at 224x224 (batch 8 on CPU, 64 on GPU),
 inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
@@ -26,13 +26,12 @@ import torch
 
 ARCHS = {
     'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
-    'small': dict(embed_dims=96, depths=(2, 2, 18, 2),
-                  num_heads=(3, 6, 12, 24)),
-    'base': dict(embed_dims=128, depths=(2, 2, 18, 2),
-                 num_heads=(4, 8, 16, 32)),
+    'small':
+    dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base':
+    dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
 }
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
-          'fp16': torch.float16}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def build(model: str, arch: str, size: tuple):
@@ -48,12 +47,12 @@ def build(model: str, arch: str, size: tuple):
 def cases(device: str):
     gpu = device.startswith('cuda')
     return {
-        'infer_224': dict(size=(224, 224), batch=64 if gpu else 8,
-                          train=False),
-        'infer_800x1216': dict(size=(800, 1216), batch=2 if gpu else 1,
-                               train=False),
-        'train_224': dict(size=(224, 224), batch=64 if gpu else 8,
-                          train=True),
+        'infer_224':
+        dict(size=(224, 224), batch=64 if gpu else 8, train=False),
+        'infer_800x1216':
+        dict(size=(800, 1216), batch=2 if gpu else 1, train=False),
+        'train_224':
+        dict(size=(224, 224), batch=64 if gpu else 8, train=True),
     }
 
 
@@ -69,6 +68,7 @@ def step_fn(model, images, train: bool, dtype, device):
         else:
             with torch.inference_mode(), autocast:
                 model(images)
+
     return step
 
 
@@ -116,10 +116,13 @@ def peak_memory_mb(name, arch, case_name, dtype_name, device):
         del model, images, step
         torch.cuda.empty_cache()
         return peak / 2**20
-    out = subprocess.run(
-        [sys.executable, __file__, '--child', name, '--arch', arch,
-         '--case', case_name, '--dtype', dtype_name],
-        capture_output=True, text=True, check=True)
+    out = subprocess.run([
+        sys.executable, __file__, '--child', name, '--arch', arch, '--case',
+        case_name, '--dtype', dtype_name
+    ],
+                         capture_output=True,
+                         text=True,
+                         check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -143,14 +146,17 @@ def parse_args(argv=None):
     parser.add_argument('--arch', default='tiny', choices=sorted(ARCHS))
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
-    parser.add_argument('--cases', nargs='+', default=None,
-                        help='subset of the cases (default: all)')
+    parser.add_argument(
+        '--cases',
+        nargs='+',
+        default=None,
+        help='subset of the cases (default: all)')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--json', help='also write the results here')
-    parser.add_argument('--child', choices=['focal', 'swin'],
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--child', choices=['focal', 'swin'], help=argparse.SUPPRESS)
     parser.add_argument('--case', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -166,7 +172,8 @@ def main(argv=None):
         t = time_pair(args.arch, case, DTYPES[args.dtype], args.device,
                       args.warmup, args.repeats)
         row = dict(
-            case=name, batch=case['batch'],
+            case=name,
+            batch=case['batch'],
             focal_img_s=case['batch'] / t['focal'],
             swin_img_s=case['batch'] / t['swin'],
             ratio=t['swin'] / t['focal'])

@@ -27,10 +27,12 @@ def parse_args(argv=None):
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='where to write the converted file')
     parser.add_argument(
-        '--backbone-only', action='store_true',
+        '--backbone-only',
+        action='store_true',
         help='write only the backbone (no "backbone." prefix, no head)')
     parser.add_argument(
-        '--trust-pickle', action='store_true',
+        '--trust-pickle',
+        action='store_true',
         help='allow a checkpoint that carries pickled Python objects (this '
         'runs code from the file: only for files you trust)')
     return parser.parse_args(argv)

@@ -1,0 +1,51 @@
+"""tools/dist_train.sh on CPU: two processes (gloo) train a Focal detector
+for a few iterations, rank 0 saves one checkpoint, and every rank ends with
+the same weights as that checkpoint."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from focal_mm.synthetic_data import make_coco
+from conftest import REPO_ROOT
+from test_tools import DEMO, demo_options
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_process_training_agrees(tmp_path):
+    root = make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2)
+    work = tmp_path / 'work'
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT='29533',
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=str(REPO_ROOT / 'tests'))
+    result = subprocess.run([
+        'bash',
+        str(REPO_ROOT / 'tools' / 'dist_train.sh'),
+        str(DEMO), '2', '--work-dir',
+        str(work), *demo_options(root), 'train_dataloader.batch_size=1',
+        "custom_imports.imports=['focal_mm','rank_dump_hook']",
+        "custom_hooks=[dict(type='RankStateDumpHook')]"
+    ],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            timeout=900)
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:])
+    assert 'Distributed training is not used' not in result.stdout
+    checkpoints = sorted(work.glob('epoch_*.pth'))
+    assert [c.name for c in checkpoints] == ['epoch_1.pth']
+    saved = torch.load(checkpoints[0], weights_only=True)['state_dict']
+    ranks = [
+        torch.load(work / f'rank{r}.pth', weights_only=True) for r in (0, 1)
+    ]
+    assert saved.keys() == ranks[0].keys() == ranks[1].keys()
+    for key, value in saved.items():
+        assert torch.equal(ranks[0][key], value), key
+        assert torch.equal(ranks[1][key], value), key
