@@ -27,6 +27,16 @@ def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return F.pad(x, pad)
 
 
+def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[b, index]`` for every batch item, as ``(B * len(index), R)``:
+    one row gather over a contiguous 2-D view (the fast path)."""
+    B, T, R = table.shape
+    if B > 1:
+        offsets = torch.arange(B, device=index.device) * T
+        index = (offsets[:, None] + index[None]).reshape(-1)
+    return table.reshape(B * T, R).index_select(0, index)
+
+
 @MODELS.register_module()
 class FocalAttention(BaseModule):
     """Focal self-attention (Yang et al., NeurIPS 2021).
@@ -247,22 +257,24 @@ class FocalAttention(BaseModule):
         # one extra channel per head (query 1, key MASK_VALUE / scale) and
         # the additive bias stays the same for every window.
         padded = geom.key_padding is not None
-        tokens = [x.reshape(B, Hp * Wp, C)]
+        heads, L = self.num_heads, w * w
+        (q_weight, q_bias), (kv_weight, kv_bias) = self._qkv_weights(padded)
+        # Queries of the fine map only; keys and values of every token.
+        fine = x.reshape(B, Hp * Wp, C)
+        tokens = [fine]
         for level, grid in enumerate(geom.pooled_sizes):
             tokens.append(self._pool(x, level, grid))
         if padded:
             tokens.append(x.new_zeros(B, 1, C))
-        table = self._project_qkv(
-            torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0],
-            padded)  # (B, T, 3, heads, d')
+        kv = F.linear(
+            torch.cat(tokens, dim=1) if len(tokens) > 1 else fine, kv_weight,
+            kv_bias)  # (B, T, 2 * heads * d')
         if padded:
-            table[:, -1] = self._zero_row(table)
-
-        heads, L = self.num_heads, w * w
-        q = table[:, :, 0].index_select(1, geom.query_index)
-        q = q.view(-1, L, heads, table.shape[-1]).transpose(1, 2)
-        kv = table[:, :, 1:].index_select(1, geom.key_index)
-        kv = kv.view(q.shape[0], -1, *kv.shape[2:])
+            kv[:, -1] = self._zero_row(kv)
+        q = _gather_rows(F.linear(fine, q_weight, q_bias), geom.query_index)
+        q = q.view(-1, L, heads, q.shape[-1] // heads).transpose(1, 2)
+        kv = _gather_rows(kv, geom.key_index)
+        kv = kv.view(q.shape[0], -1, 2, heads, q.shape[-1])
         k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
         mask = self.position_bias(expand > 0).unsqueeze(0)
@@ -285,34 +297,31 @@ class FocalAttention(BaseModule):
             out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
         return out[:, :H, :W]
 
-    def _project_qkv(self, tokens: torch.Tensor, padded: bool) -> torch.Tensor:
-        """qkv of every token as ``(B, T, 3, heads, d')``; with ``padded``,
-        each head gets an extra channel, 1 for queries and 0 for keys and
-        values."""
+    def _qkv_weights(self, padded: bool):
+        """``(weight, bias)`` of the query and of the key-value projection.
+
+        With ``padded``, each head gets an extra output channel: 1 for
+        queries (a bias), 0 for keys and values.
+        """
         heads, d = self.num_heads, self.head_dims
-        weight, bias = self.qkv.weight, self.qkv.bias
+        weight = self.qkv.weight.view(3, heads, d, -1)
+        bias = self.qkv.bias.view(3, heads, d) if self.qkv.bias is not None \
+            else weight.new_zeros(3, heads, d)
         if padded:
-            weight = F.pad(weight.view(3, heads, d, -1), (0, 0, 0, 1))
-            weight = weight.reshape(3 * heads * (d + 1), -1)
-            bias = bias.view(3, heads, d) if bias is not None else \
-                weight.new_zeros(3, heads, d)
-            bias = torch.cat([bias, self._extra_channel_bias(bias)], dim=-1)
-            bias = bias.reshape(-1)
-        qkv = F.linear(tokens, weight, bias)
-        return qkv.view(*tokens.shape[:2], 3, heads, -1)
+            weight = F.pad(weight, (0, 0, 0, 1))
+            extra = bias.new_zeros(3, heads, 1)
+            extra[0] = 1.
+            bias = torch.cat([bias, extra], dim=-1)
+        channels = weight.shape[2] * heads
+        return ((weight[0].reshape(channels, -1), bias[0].reshape(-1)),
+                (weight[1:].reshape(2 * channels, -1), bias[1:].reshape(-1)))
 
-    @staticmethod
-    def _extra_channel_bias(bias: torch.Tensor) -> torch.Tensor:
-        extra = bias.new_zeros(3, bias.shape[1], 1)
-        extra[0] = 1.
-        return extra
-
-    def _zero_row(self, table: torch.Tensor) -> torch.Tensor:
-        """The row that masked pooled slots gather: zero key and value with
-        MASK_VALUE / scale in the extra key channel."""
-        row = table.new_zeros(table.shape[2:])
-        row[1, :, -1] = MASK_VALUE / self.scale
-        return row
+    def _zero_row(self, kv: torch.Tensor) -> torch.Tensor:
+        """The key-value row that masked pooled slots gather: zero key and
+        value, MASK_VALUE / scale in the extra key channel."""
+        row = kv.new_zeros(2, self.num_heads, self.head_dims + 1)
+        row[0, :, -1] = MASK_VALUE / self.scale
+        return row.view(-1)
 
     def _project_out(self, out: torch.Tensor, padded: bool) -> torch.Tensor:
         weight = self.proj.weight
