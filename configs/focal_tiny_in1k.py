@@ -6,6 +6,7 @@
 # 224. Paper: 82.2 top-1.
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook')]  # --resume continues exactly
 model = dict(
     backbone=dict(
         _delete_=True,

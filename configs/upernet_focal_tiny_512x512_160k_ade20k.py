@@ -10,6 +10,7 @@ _base_ = [
     'ade20k-512x512.py'
 ]
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
+custom_hooks = [dict(type='RNGStateHook')]  # --resume continues exactly
 model = dict(
     backbone=dict(
         _delete_=True,

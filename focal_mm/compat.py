@@ -35,7 +35,9 @@ def _numpy_types() -> list:
 
 def history_buffer_getattr(obj, name: str):
     """``getattr`` restricted to the statistics methods of HistoryBuffer."""
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)  # custom registered ones
+    if obj is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'Refused getattr({obj!r}, {name!r}) while loading a checkpoint: '

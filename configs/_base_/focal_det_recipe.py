@@ -2,6 +2,8 @@
 # Swin-style recipe the authors followed). Detector configs pick them up as
 # {{_base_.name}}.
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
+# Generator states in checkpoints: --resume continues exactly.
+custom_hooks = [dict(type='RNGStateHook')]
 
 # Focal backbones at detection resolution: every block keeps its fine
 # surroundings (img_size=None; the 224 checkpoints have no stage-4 neighbour

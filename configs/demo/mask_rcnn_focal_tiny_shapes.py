@@ -8,7 +8,7 @@ _base_ = '../mask_rcnn_focal_tiny_1x.py'
 data_root = 'data/shapes_coco/'
 classes = ('square', 'circle', 'triangle')
 image_scale = (224, 160)
-max_epochs = 8
+max_epochs = 4
 
 model = dict(
     backbone=dict(init_cfg=None),

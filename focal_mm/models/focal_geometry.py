@@ -166,8 +166,8 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
     return FocalGeometry(
         query_index=query_index.flatten().to(device),
         key_index=key_index.flatten().to(device),
-        key_padding=key_padding.to(device)
-        if any(fw > 1 for fw in focal_windows) else None,
+        key_padding=key_padding.to(device) if any(
+            fw > 1 for fw in focal_windows) else None,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
         num_tokens=zero_row + 1)
