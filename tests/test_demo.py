@@ -14,15 +14,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_learns_the_shapes(tmp_path):
-    result = subprocess.run([
+    command = [
         sys.executable,
         str(REPO_ROOT / 'tools' / 'demo.py'), '--work-dir',
         str(tmp_path / 'work'), '--data-root',
         str(tmp_path / 'shapes_coco')
-    ],
-                            capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
     box_map = float(re.search(r'COCO box mAP ([\d.]+)', result.stdout)[1])
     print(result.stdout[-800:])
     assert box_map > 0.3, result.stdout[-2000:]
