@@ -67,29 +67,29 @@ def imagenet_root(tmp_path_factory):
         per_class_val=2)
 
 
+def train_and_validate(cfg: Config) -> dict:
+    """Trains a few iterations; checks the loss; returns the metrics."""
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+    return runner.val()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(SEG_PARAMS))
 def test_upernet_trains_and_evaluates(name, ade_root, tmp_path):
-    cfg = toy_segmentation(
-        Config.fromfile(str(CONFIG_DIR / f'{name}.py')), ade_root,
-        str(tmp_path))
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    loss = runner.message_hub.get_scalar('train/loss').current()
-    assert math.isfinite(loss)
-    metrics = runner.val()
+    metrics = train_and_validate(
+        toy_segmentation(
+            Config.fromfile(str(CONFIG_DIR / f'{name}.py')), ade_root,
+            str(tmp_path)))
     assert 0 <= metrics['mIoU'] <= 100, metrics
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CLS_CONFIGS))
 def test_classifier_trains_and_evaluates(name, imagenet_root, tmp_path):
-    cfg = toy_classification(
-        Config.fromfile(str(CONFIG_DIR / f'{name}.py')), imagenet_root,
-        str(tmp_path))
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    loss = runner.message_hub.get_scalar('train/loss').current()
-    assert math.isfinite(loss)
-    metrics = runner.val()
+    metrics = train_and_validate(
+        toy_classification(
+            Config.fromfile(str(CONFIG_DIR / f'{name}.py')), imagenet_root,
+            str(tmp_path)))
     assert 0 <= metrics['accuracy/top1'] <= 100, metrics
