@@ -81,3 +81,20 @@ def test_float32_matches_float64():
     ref = attn(x)
     out = attn.float()(x.float())
     assert rel_err(out.double(), ref) < 1e-5
+
+
+def test_query_attention_explains_one_query():
+    attn = make(CONFIGS[1])  # shifted, 7x7 windows, 3 wide surroundings
+    x = torch.randn(1, 23, 31, 16, dtype=torch.float64)
+    info = attn.query_attention(x, 12, 20)
+    weights, boxes, levels = info['weights'], info['boxes'], info['levels']
+    assert torch.allclose(weights.sum(-1), torch.ones(2, dtype=x.dtype))
+    fine = boxes[levels == 0]
+    assert len(fine) == 49 + 132
+    assert (fine[:, 2] - fine[:, 0] == 1).all()
+    assert [12, 20, 13, 21] in fine.tolist()  # the query itself
+    # A 5x5 neighbourhood of pooled 7x7 sub-windows, some outside the grid.
+    pooled = boxes[levels == 1]
+    assert len(pooled) + (levels == -1).sum() == 25
+    assert ((pooled[:, 2] - pooled[:, 0]) == 7).all()
+    assert weights[:, levels == -1].max() < 1e-30  # padded pooled slots

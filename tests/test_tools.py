@@ -152,3 +152,14 @@ def test_get_flops_counts_focal_attention():
     official = ARCHS['tiny']['official_flops']
     assert abs(flops - official) / official < 0.03, flops
     assert abs(params - ARCHS['tiny']['params']) < 1e3
+
+
+def test_visualize_focal_attention(tmp_path):
+    image = tmp_path / 'image.jpg'
+    Image.new('RGB', (160, 120), (90, 120, 200)).save(image)
+    picture = tmp_path / 'attention.png'
+    out = run('analysis/visualize_focal_attention.py', DEMO, image, '--stage',
+              1, '--block', 1, '--query', 7, 9, '--size', 120, 160, '--out',
+              picture)
+    assert 'Query (7, 9) of stage 1 block 1' in out
+    assert Image.open(picture).width == 320  # drawn at 2x

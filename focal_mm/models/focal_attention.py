@@ -1,7 +1,7 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal self-attention on a ``B x H x W x C`` map."""
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,8 +10,9 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
-from .focal_geometry import (MASK_VALUE, focal_geometry, num_expanded_keys,
-                             pooled_extent, relative_position_index)
+from .focal_geometry import (MASK_VALUE, FocalGeometry, focal_geometry,
+                             num_expanded_keys, pooled_extent,
+                             relative_position_index)
 
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
 
@@ -25,6 +26,13 @@ def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     before = -diff // 2
     pad = [0, 0] * (x.dim() - dim - 1) + [before, -diff - before]
     return F.pad(x, pad)
+
+
+class _CallContext(NamedTuple):
+    geom: FocalGeometry
+    padded_size: Tuple[int, int]
+    shift: int
+    mask_channel: bool
 
 
 def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -234,6 +242,28 @@ class FocalAttention(BaseModule):
         return pooled.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape if x.dim() == 4 else (0, 0, 0, 0)
+        q, k, v, mask, ctx = self._queries_and_keys(x)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask.to(q.dtype),
+            dropout_p=self.attn_drop_rate if self.training else 0.,
+            scale=self.scale)
+        # Undo the windows and the head split in one copy, then project
+        # (the extra channels meet zero columns of the projection).
+        w, (Hp, Wp) = self.window_size, ctx.padded_size
+        out = out.view(B, Hp // w, Wp // w, self.num_heads, w, w, -1)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, -1)
+        out = self.proj_drop(self._project_out(out, ctx.mask_channel))
+        if ctx.shift:
+            out = torch.roll(out, shifts=(ctx.shift, ctx.shift), dims=(1, 2))
+        return out[:, :H, :W]
+
+    def _queries_and_keys(self, x: torch.Tensor):
+        """Queries ``(B*nW, heads, w*w, d')``, keys and values
+        ``(B*nW, heads, N, d')``, the additive mask and the geometry."""
         if x.dim() != 4 or x.shape[-1] != self.embed_dims:
             raise ValueError(
                 'FocalAttention expects a (B, H, W, C) map with C = '
@@ -281,21 +311,64 @@ class FocalAttention(BaseModule):
         if geom.region_mask is not None:
             region = F.pad(geom.region_mask, (0, k.shape[2] - L))
             mask = (mask + region.unsqueeze(1)).repeat(B, 1, 1, 1)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask.to(q.dtype),
-            dropout_p=self.attn_drop_rate if self.training else 0.,
-            scale=self.scale)
-        # Undo the windows and the head split in one copy, then project
-        # (the extra channels meet zero columns of the projection).
-        out = out.view(B, Hp // w, Wp // w, heads, w, w, -1)
-        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, -1)
-        out = self.proj_drop(self._project_out(out, padded))
-        if shift:
-            out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
-        return out[:, :H, :W]
+        return q, k, v, mask, _CallContext(geom, (Hp, Wp), shift, padded)
+
+    @torch.no_grad()
+    def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
+        """What the token at ``(y, x_pos)`` of map ``x`` (1, H, W, C)
+        attends, for visualisation.
+
+        Returns a dict with ``weights`` (heads, N), the attention weight of
+        each key slot; ``boxes`` (N, 4), the ``(y0, x0, y1, x1)`` map area
+        (in tokens, end exclusive) each key stands for: one token for the
+        fine keys, a pooled sub-window for the coarse ones; and ``levels``
+        (N,), 0 for fine keys and ``k + 1`` for pooled level ``k``. Slots
+        outside the pooled grid get level -1.
+        """
+        q, k, _, mask, ctx = self._queries_and_keys(x)
+        w, (Hp, Wp), shift = self.window_size, ctx.padded_size, ctx.shift
+        sy, sx = (y - shift) % Hp, (x_pos - shift) % Wp  # shifted position
+        window = (sy // w) * (Wp // w) + sx // w
+        row = (sy % w) * w + sx % w
+        logits = self.scale * torch.einsum('hd,hnd->hn', q[window, :, row],
+                                           k[window])
+        logits = logits + mask[window if mask.shape[0] > 1 else 0, :, row]
+        slots = ctx.geom.key_index.view(q.shape[0], -1)[window]
+
+        boxes, levels = [], []
+        offset = Hp * Wp
+        bounds = [offset]
+        for Ph, Pw in ctx.geom.pooled_sizes:
+            offset += Ph * Pw
+            bounds.append(offset)
+        for t in slots.tolist():
+            if t < Hp * Wp:
+                ty, tx = divmod(t, Wp)
+                ty, tx = (ty + shift) % Hp, (tx + shift) % Wp
+                boxes.append((ty, tx, ty + 1, tx + 1))
+                levels.append(0)
+                continue
+            level = next((k for k in range(len(bounds) - 1)
+                          if bounds[k] <= t < bounds[k + 1]), None)
+            if level is None:  # the zero row
+                boxes.append((0, 0, 0, 0))
+                levels.append(-1)
+                continue
+            Ph, Pw = ctx.geom.pooled_sizes[level]
+            py, px = divmod(t - bounds[level], Pw)
+            sub = w // 2**level
+            # The pooled maps are centre-trimmed or -padded (see _pool).
+            top = (Hp - Ph * sub) // 2 if Hp >= Ph * sub else \
+                -((Ph * sub - Hp) // 2)
+            left = (Wp - Pw * sub) // 2 if Wp >= Pw * sub else \
+                -((Pw * sub - Wp) // 2)
+            y0, x0 = top + py * sub + shift, left + px * sub + shift
+            boxes.append((y0, x0, y0 + sub, x0 + sub))
+            levels.append(level + 1)
+        return dict(
+            weights=logits.softmax(-1),
+            boxes=torch.tensor(boxes),
+            levels=torch.tensor(levels))
 
     def _qkv_weights(self, padded: bool):
         """``(weight, bias)`` of the query and of the key-value projection.
