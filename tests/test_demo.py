@@ -27,4 +27,4 @@ def test_demo_learns_the_shapes(tmp_path):
     print(result.stdout[-800:])
     assert box_map > 0.3, result.stdout[-2000:]
     picture = tmp_path / 'work' / 'prediction.png'
-    assert Image.open(picture).size == (224, 160)
+    assert Image.open(picture).size == (672, 480)

@@ -9,12 +9,14 @@ boxes and polygon masks, COCO format) unless it is there, trains
 COCO metric on the held-out images and draws its predictions on one of them.
 """
 import argparse
+import json
 import os.path as osp
 import sys
 import time
 
 from mmengine.config import Config
 from mmengine.runner import Runner
+from PIL import Image
 
 import focal_mm  # noqa: F401
 from focal_mm.synthetic_data import make_coco
@@ -24,6 +26,27 @@ import infer  # noqa: E402  (tools/infer.py)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_focal_tiny_shapes.py')
+
+
+def showcase_image(data_root: str) -> str:
+    """The held-out image with the most different shapes (the first one)."""
+    with open(osp.join(data_root, 'annotations', 'instances_val.json')) as f:
+        coco = json.load(f)
+    kinds = {image['id']: set() for image in coco['images']}
+    for ann in coco['annotations']:
+        kinds[ann['image_id']].add(ann['category_id'])
+    best = max(sorted(kinds), key=lambda i: len(kinds[i]))
+    return next(im['file_name'] for im in coco['images'] if im['id'] == best)
+
+
+def enlarged(image: str, work_dir: str, factor: int = 3) -> str:
+    """A copy of ``image`` ``factor`` times larger, for a legible drawing
+    (the test pipeline resizes it back, so the model sees the same input)."""
+    img = Image.open(image)
+    out = osp.join(work_dir, 'heldout_image.png')
+    img.resize((img.width * factor, img.height * factor),
+               Image.NEAREST).save(out)
+    return out
 
 
 def main(argv=None):
@@ -62,9 +85,10 @@ def main(argv=None):
     with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
 
-    image = osp.join(args.data_root, 'val', 'val_0000.jpg')
+    image = osp.join(args.data_root, 'val', showcase_image(args.data_root))
     picture = osp.join(args.work_dir, 'prediction.png')
-    infer.main([CONFIG, checkpoint, image, '--out', picture])
+    infer.main([CONFIG, checkpoint, enlarged(image, args.work_dir),
+                '--out', picture, '--score-thr', '0.5'])
     print('\n' + '=' * 70)
     print(f'Focal-T Mask R-CNN trained in {minutes:.1f} min on CPU')
     print(f"COCO box mAP {metrics['coco/bbox_mAP']:.3f}, "
