@@ -29,10 +29,14 @@ def load_config(path: str,
 
 
 def distributed_on_cpu(cfg: Config) -> None:
-    """mmengine 0.10.7 hands DDP the local rank as device id, which a CPU
-    module refuses, and defaults to NCCL: use ``device_ids=None`` and gloo."""
+    """mmengine 0.10.7's pytorch launcher selects a CUDA device, defaults to
+    NCCL and hands DDP the local rank as device id, all of which fail on a
+    CPU-only machine. Start the gloo process group here (mmengine then keeps
+    it) and give DDP ``device_ids=None``."""
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if cfg.launcher == 'pytorch' and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel',

@@ -1,6 +1,7 @@
 """tools/dist_train.sh on CPU: two processes (gloo) train a Focal detector
 for a few iterations, rank 0 saves one checkpoint, and every rank ends with
-the same weights as that checkpoint."""
+the same weights as that checkpoint; tools/dist_test.sh then evaluates it
+with two processes."""
 import os
 import subprocess
 import sys
@@ -24,13 +25,18 @@ def test_two_process_training_agrees(tmp_path):
         PORT='29533',
         OMP_NUM_THREADS='1',
         PYTHONPATH=str(REPO_ROOT / 'tests'))
+    config = tmp_path / 'dist.py'
+    config.write_text(
+        f"_base_ = '{DEMO}'\n"
+        "custom_imports = dict(imports=['focal_mm', 'rank_dump_hook'], "
+        "allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='RNGStateHook'), "
+        "dict(type='RankStateDumpHook')]\n")
     result = subprocess.run([
         'bash',
         str(REPO_ROOT / 'tools' / 'dist_train.sh'),
-        str(DEMO), '2', '--work-dir',
-        str(work), *demo_options(root), 'train_dataloader.batch_size=1',
-        "custom_imports.imports=['focal_mm','rank_dump_hook']",
-        "custom_hooks=[dict(type='RankStateDumpHook')]"
+        str(config), '2', '--work-dir',
+        str(work), *demo_options(root), 'train_dataloader.batch_size=1'
     ],
                             capture_output=True,
                             text=True,
@@ -49,3 +55,19 @@ def test_two_process_training_agrees(tmp_path):
     for key, value in saved.items():
         assert torch.equal(ranks[0][key], value), key
         assert torch.equal(ranks[1][key], value), key
+
+    # The same checkpoint evaluated by two processes.
+    result = subprocess.run([
+        'bash',
+        str(REPO_ROOT / 'tools' / 'dist_test.sh'),
+        str(config),
+        str(checkpoints[0]), '2', '--work-dir',
+        str(work), *demo_options(root)[:6]
+    ],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            timeout=900)
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:])
+    assert 'coco/bbox_mAP' in result.stdout + result.stderr
