@@ -47,7 +47,7 @@ def test_mmdet_faster_rcnn(tmp_path):
 def test_mmseg_upernet(tmp_path):
     cfg = plug_in(
         tmp_path, 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
-        'decode_head=dict(in_channels=[96, 192, 384, 768]), '
+        'pretrained=None, decode_head=dict(in_channels=[96, 192, 384, 768]), '
         'auxiliary_head=dict(in_channels=384)')
     root = make_ade20k(str(tmp_path / 'ade'), num_train=2, num_val=1)
     train(toy_segmentation(cfg, root, str(tmp_path / 'work')))

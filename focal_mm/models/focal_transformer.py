@@ -2,6 +2,7 @@
 """The Focal Transformer backbone for OpenMMLab detection, segmentation and
 classification."""
 import logging
+import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -179,6 +180,8 @@ class FocalTransformer(BaseModule):
         with_cp (bool): Gradient checkpointing per block. Default: False.
         norm_cfg (dict): Default: ``dict(type='LN')``.
         act_cfg (dict): Default: ``dict(type='GELU')``.
+        pretrained (str, optional): Deprecated alias of ``init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH)`` loads an official or converted checkpoint.
 
@@ -235,7 +238,15 @@ class FocalTransformer(BaseModule):
                  with_cp: bool = False,
                  norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
+                 pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if pretrained is not None:
+            # What mmseg's EncoderDecoder passes on from model.pretrained.
+            if init_cfg is not None:
+                raise ValueError('pretrained and init_cfg cannot both be '
+                                 'set: use init_cfg')
+            warnings.warn('pretrained is deprecated, use init_cfg')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         arch = self._parse_arch(arch)
         self.embed_dims = arch['embed_dims']
