@@ -90,6 +90,8 @@ def test_segmentation_train_test_infer(tmp_path):
     run('train.py', config)
     checkpoint = last_checkpoint(tmp_path / 'work')
     assert 'mIoU' in run('test.py', config, checkpoint)
+    # Multi-scale + flip test-time augmentation, as the paper's MS numbers.
+    assert 'mIoU' in run('test.py', config, checkpoint, '--tta')
     picture = tmp_path / 'seg.png'
     run('infer.py', config, checkpoint,
         f'{root}/images/validation/validation_0000.jpg', '--out', picture)
