@@ -305,7 +305,7 @@ class FocalAttention(BaseModule):
         q = q.view(-1, L, heads, q.shape[-1] // heads).transpose(1, 2)
         kv = _gather_rows(kv, geom.key_index)
         kv = kv.view(q.shape[0], -1, 2, heads, q.shape[-1])
-        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        k, v = (t.transpose(1, 2) for t in kv.unbind(2))
 
         mask = self.position_bias(expand > 0).unsqueeze(0)
         if geom.region_mask is not None:
