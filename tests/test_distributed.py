@@ -16,15 +16,28 @@ from test_tools import DEMO, demo_options
 pytestmark = pytest.mark.slow
 
 
-def test_two_process_training_agrees(tmp_path):
-    root = make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2)
-    work = tmp_path / 'work'
+def launch(script, *args):
+    """Runs a tools/dist_*.sh script with two CPU processes; its output."""
     env = dict(
         os.environ,
         PYTHON=sys.executable,
         PORT='29533',
         OMP_NUM_THREADS='1',
         PYTHONPATH=str(REPO_ROOT / 'tests'))
+    result = subprocess.run(
+        ['bash', str(REPO_ROOT / 'tools' / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+def test_two_process_training_agrees(tmp_path):
+    root = make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2)
+    work = tmp_path / 'work'
     config = tmp_path / 'dist.py'
     config.write_text(
         f"_base_ = '{DEMO}'\n"
@@ -32,19 +45,9 @@ def test_two_process_training_agrees(tmp_path):
         "allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='RNGStateHook'), "
         "dict(type='RankStateDumpHook')]\n")
-    result = subprocess.run([
-        'bash',
-        str(REPO_ROOT / 'tools' / 'dist_train.sh'),
-        str(config), '2', '--work-dir',
-        str(work), *demo_options(root), 'train_dataloader.batch_size=1'
-    ],
-                            capture_output=True,
-                            text=True,
-                            env=env,
-                            timeout=900)
-    assert result.returncode == 0, (
-        result.stdout[-3000:] + result.stderr[-3000:])
-    assert 'Distributed training is not used' not in result.stdout
+    output = launch('dist_train.sh', config, 2, '--work-dir', work,
+                    *demo_options(root), 'train_dataloader.batch_size=1')
+    assert 'Distributed training is not used' not in output
     checkpoints = sorted(work.glob('epoch_*.pth'))
     assert [c.name for c in checkpoints] == ['epoch_1.pth']
     saved = torch.load(checkpoints[0], weights_only=True)['state_dict']
@@ -57,17 +60,7 @@ def test_two_process_training_agrees(tmp_path):
         assert torch.equal(ranks[1][key], value), key
 
     # The same checkpoint evaluated by two processes.
-    result = subprocess.run([
-        'bash',
-        str(REPO_ROOT / 'tools' / 'dist_test.sh'),
-        str(config),
-        str(checkpoints[0]), '2', '--work-dir',
-        str(work), *demo_options(root)[:6]
-    ],
-                            capture_output=True,
-                            text=True,
-                            env=env,
-                            timeout=900)
-    assert result.returncode == 0, (
-        result.stdout[-3000:] + result.stderr[-3000:])
-    assert 'coco/bbox_mAP' in result.stdout + result.stderr
+    output = launch('dist_test.sh', config, checkpoints[0], 2, '--work-dir',
+                    work,
+                    *demo_options(root)[:6])
+    assert 'coco/bbox_mAP' in output
