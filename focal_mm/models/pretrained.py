@@ -110,6 +110,10 @@ def read_checkpoint(filename: str) -> dict:
     """Loads a checkpoint with ``weights_only=True``; clear errors for files
     that carry pickled code or cannot be read."""
     try:
+        if osp.isfile(filename):
+            return torch.load(filename, map_location='cpu', weights_only=True)
+        # URLs and other storage: mmengine's loaders, which call torch.load
+        # with its default (weights_only=True since torch 2.6).
         return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     except pickle.UnpicklingError as err:
         raise ValueError(
