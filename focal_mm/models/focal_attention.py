@@ -244,13 +244,21 @@ class FocalAttention(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape if x.dim() == 4 else (0, 0, 0, 0)
         q, k, v, mask, ctx = self._queries_and_keys(x)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask.to(q.dtype),
-            dropout_p=self.attn_drop_rate if self.training else 0.,
-            scale=self.scale)
+        if torch.is_grad_enabled() and mask.requires_grad:
+            # Fused kernels give no gradient for the bias mask; PyTorch's
+            # math fallback would add checks for fully masked rows, which
+            # cannot occur here.
+            attn = torch.add(mask.to(q.dtype), q @ k.transpose(-2, -1),
+                             alpha=self.scale).softmax(-1)
+            out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
+        else:
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask.to(q.dtype),
+                dropout_p=self.attn_drop_rate if self.training else 0.,
+                scale=self.scale)
         # Undo the windows and the head split in one copy, then project
         # (the extra channels meet zero columns of the projection).
         w, (Hp, Wp) = self.window_size, ctx.padded_size
