@@ -8,7 +8,6 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from focal_mm.synthetic_data import make_ade20k, make_coco
-
 from toy_configs import toy_detection, toy_segmentation
 
 pytestmark = pytest.mark.slow

@@ -24,16 +24,20 @@ def _walk(node, fn):
 
 def _scale_sizes(factor):
 
+    def scaled(size):
+        if isinstance(size, int):
+            return max(32, int(size * factor))
+        return tuple(max(32, int(v * factor)) for v in size)
+
     def fix(node):
         for key in ('scale', 'img_scale', 'crop_size'):
-            if isinstance(node.get(key), (list, tuple)) and all(
-                    isinstance(v, int) for v in node[key]):
-                node[key] = tuple(max(32, int(v * factor)) for v in node[key])
+            value = node.get(key)
+            if isinstance(value,
+                          int) or (isinstance(value, (list, tuple))
+                                   and all(isinstance(v, int) for v in value)):
+                node[key] = scaled(value)
         if isinstance(node.get('scales'), (list, tuple)):
-            node['scales'] = [
-                tuple(max(32, int(v * factor)) for v in s)
-                for s in node['scales']
-            ]
+            node['scales'] = [scaled(s) for s in node['scales']]
 
     return fix
 
@@ -85,19 +89,19 @@ def toy_detection(cfg: Config,
         evaluator.ann_file = f'{data_root}/annotations/instances_val.json'
     _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
           _scale_sizes(size_factor))
-    cfg.train_cfg = ConfigDict(
-        type='EpochBasedTrainLoop',
-        max_epochs=max_epochs,
-        val_interval=max_epochs)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.work_dir = work_dir
+    _short_run(
+        cfg, work_dir,
+        dict(
+            type='EpochBasedTrainLoop',
+            max_epochs=max_epochs,
+            val_interval=max_epochs))
     return cfg
 
 
-def _iterations(cfg: Config, work_dir: str, iters: int) -> None:
-    cfg.train_cfg = ConfigDict(
-        type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+def _short_run(cfg: Config, work_dir: str, train_cfg: dict) -> None:
+    """The training loop of a toy run: no checkpoints, a log line an
+    iteration."""
+    cfg.train_cfg = ConfigDict(train_cfg)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.work_dir = work_dir
@@ -124,7 +128,9 @@ def toy_segmentation(cfg: Config,
                 seg_map_path=f'annotations/{split}'))
     _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
           _scale_sizes(size_factor))
-    _iterations(cfg, work_dir, iters)
+    _short_run(
+        cfg, work_dir,
+        dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters))
     return cfg
 
 
@@ -141,21 +147,14 @@ def toy_classification(cfg: Config,
         loader.batch_size = 4
         _loader(loader, data_root=data_root, split=split)
 
-    def fix_sizes(node):
-        for key in ('scale', 'crop_size'):
-            if isinstance(node.get(key), int):
-                node[key] = int(node[key] * size_factor)
-
     _walk([cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader],
-          fix_sizes)
+          _scale_sizes(size_factor))
     # Two epochs of two iterations; the epoch-based schedule (20 warm-up
     # epochs of 300) is squeezed into them.
-    cfg.train_cfg = ConfigDict(by_epoch=True, max_epochs=2, val_interval=2)
+    _short_run(cfg, work_dir,
+               dict(by_epoch=True, max_epochs=2, val_interval=2))
     for scheduler in cfg.param_scheduler:
         scheduler.begin = min(scheduler.get('begin', 0), 1)
         if 'end' in scheduler:
             scheduler.end = min(scheduler.end, 1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.work_dir = work_dir
     return cfg

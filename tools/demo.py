@@ -87,8 +87,10 @@ def main(argv=None):
 
     image = osp.join(args.data_root, 'val', showcase_image(args.data_root))
     picture = osp.join(args.work_dir, 'prediction.png')
-    infer.main([CONFIG, checkpoint, enlarged(image, args.work_dir),
-                '--out', picture, '--score-thr', '0.5'])
+    infer.main([
+        CONFIG, checkpoint,
+        enlarged(image, args.work_dir), '--out', picture, '--score-thr', '0.5'
+    ])
     print('\n' + '=' * 70)
     print(f'Focal-T Mask R-CNN trained in {minutes:.1f} min on CPU')
     print(f"COCO box mAP {metrics['coco/bbox_mAP']:.3f}, "

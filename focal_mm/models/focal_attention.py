@@ -17,19 +17,25 @@ from .focal_geometry import (MASK_VALUE, FocalGeometry, focal_geometry,
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
 
 
+def _centre_start(length: int, size: int) -> int:
+    """Where a centred span of ``size`` starts in one of ``length``, the
+    smaller half of the difference first (negative: zero padding)."""
+    diff = length - size
+    return diff // 2 if diff >= 0 else -(-diff // 2)
+
+
 def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    """Trims or zero-pads ``dim`` of ``x`` to ``size``, centred, with the
-    smaller half of the difference at the start."""
-    diff = x.shape[dim] - size
-    if diff >= 0:
-        return x.narrow(dim, diff // 2, size)
-    before = -diff // 2
-    pad = [0, 0] * (x.dim() - dim - 1) + [before, -diff - before]
+    """Trims or zero-pads ``dim`` of ``x`` to ``size``, centred."""
+    start = _centre_start(x.shape[dim], size)
+    if x.shape[dim] >= size:
+        return x.narrow(dim, start, size)
+    pad = [0, 0] * (x.dim() - dim - 1) + [-start, size - x.shape[dim] + start]
     return F.pad(x, pad)
 
 
 class _CallContext(NamedTuple):
     geom: FocalGeometry
+    input_size: Tuple[int, int, int]  # B, H, W
     padded_size: Tuple[int, int]
     shift: int
     mask_channel: bool
@@ -242,14 +248,15 @@ class FocalAttention(BaseModule):
         return pooled.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, C = x.shape if x.dim() == 4 else (0, 0, 0, 0)
         q, k, v, mask, ctx = self._queries_and_keys(x)
+        B, H, W = ctx.input_size
         if torch.is_grad_enabled() and mask.requires_grad:
             # Fused kernels give no gradient for the bias mask; PyTorch's
             # math fallback would add checks for fully masked rows, which
             # cannot occur here.
-            attn = torch.add(mask.to(q.dtype), q @ k.transpose(-2, -1),
-                             alpha=self.scale).softmax(-1)
+            attn = torch.add(
+                mask.to(q.dtype), q @ k.transpose(-2, -1),
+                alpha=self.scale).softmax(-1)
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(
@@ -294,7 +301,7 @@ class FocalAttention(BaseModule):
         # MASK_VALUE. That mask depends only on the key, so it rides along as
         # one extra channel per head (query 1, key MASK_VALUE / scale) and
         # the additive bias stays the same for every window.
-        padded = geom.key_padding is not None
+        padded = geom.has_padding
         heads, L = self.num_heads, w * w
         (q_weight, q_bias), (kv_weight, kv_bias) = self._qkv_weights(padded)
         # Queries of the fine map only; keys and values of every token.
@@ -319,7 +326,8 @@ class FocalAttention(BaseModule):
         if geom.region_mask is not None:
             region = F.pad(geom.region_mask, (0, k.shape[2] - L))
             mask = (mask + region.unsqueeze(1)).repeat(B, 1, 1, 1)
-        return q, k, v, mask, _CallContext(geom, (Hp, Wp), shift, padded)
+        return q, k, v, mask, _CallContext(geom, (B, H, W), (Hp, Wp), shift,
+                                           padded)
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
@@ -344,11 +352,7 @@ class FocalAttention(BaseModule):
         slots = ctx.geom.key_index.view(q.shape[0], -1)[window]
 
         boxes, levels = [], []
-        offset = Hp * Wp
-        bounds = [offset]
-        for Ph, Pw in ctx.geom.pooled_sizes:
-            offset += Ph * Pw
-            bounds.append(offset)
+        bounds = ctx.geom.pooled_offsets
         for t in slots.tolist():
             if t < Hp * Wp:
                 ty, tx = divmod(t, Wp)
@@ -366,11 +370,8 @@ class FocalAttention(BaseModule):
             py, px = divmod(t - bounds[level], Pw)
             sub = w // 2**level
             # The pooled maps are centre-trimmed or -padded (see _pool).
-            top = (Hp - Ph * sub) // 2 if Hp >= Ph * sub else \
-                -((Ph * sub - Hp) // 2)
-            left = (Wp - Pw * sub) // 2 if Wp >= Pw * sub else \
-                -((Pw * sub - Wp) // 2)
-            y0, x0 = top + py * sub + shift, left + px * sub + shift
+            y0 = _centre_start(Hp, Ph * sub) + py * sub + shift
+            x0 = _centre_start(Wp, Pw * sub) + px * sub + shift
             boxes.append((y0, x0, y0 + sub, x0 + sub))
             levels.append(level + 1)
         return dict(

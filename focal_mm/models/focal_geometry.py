@@ -68,19 +68,20 @@ class FocalGeometry(NamedTuple):
         query_index (Tensor): ``(nW * w * w,)`` fine-map index of every query,
             window by window (row-major windows, row-major tokens).
         key_index (Tensor): ``(nW * N,)`` token-table index of every key slot.
-        key_padding (Tensor | None): ``(nW, N)`` bool, True for slots that
-            point at the zero row (masked); None if there are none.
+        has_padding (bool): Whether some slots point at the zero row (masked
+            pooled slots outside the grid).
         region_mask (Tensor | None): ``(nW, w * w, w * w)`` additive mask of
             the shifted-window regions (own-window keys only), or None.
         pooled_sizes (tuple): ``(Ph, Pw)`` of every pooled level.
-        num_tokens (int): rows of the token table, the zero row included.
+        pooled_offsets (tuple): Row of the token table where each pooled
+            level starts, then the zero row.
     """
     query_index: torch.Tensor
     key_index: torch.Tensor
-    key_padding: torch.Tensor
+    has_padding: bool
     region_mask: torch.Tensor
     pooled_sizes: Tuple[Tuple[int, int], ...]
-    num_tokens: int
+    pooled_offsets: Tuple[int, ...]
 
 
 def _region_mask(height: int, width: int, window_size: int,
@@ -138,7 +139,7 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
         padding.append(torch.zeros_like(ys, dtype=torch.bool))
 
     offset = height * width
-    pooled_sizes = []
+    pooled_sizes, pooled_offsets = [], [offset]
     for level, focal_window in enumerate(focal_windows):
         stride = 2**level
         grid_h, grid_w = n_rows * stride, n_cols * stride
@@ -155,6 +156,7 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
         padding.append(outside.flatten(1))
         pooled_sizes.append((grid_h, grid_w))
         offset += grid_h * grid_w
+        pooled_offsets.append(offset)
 
     zero_row = offset
     key_index = torch.cat(slots, dim=1)
@@ -166,11 +168,11 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
     return FocalGeometry(
         query_index=query_index.flatten().to(device),
         key_index=key_index.flatten().to(device),
-        key_padding=key_padding.to(device) if any(
-            fw > 1 for fw in focal_windows) else None,
+        # A focal window of 1 never reaches outside the grid.
+        has_padding=any(fw > 1 for fw in focal_windows),
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
-        num_tokens=zero_row + 1)
+        pooled_offsets=tuple(pooled_offsets))
 
 
 def relative_position_index(query_size: int, key_size: int) -> torch.Tensor:

@@ -106,12 +106,14 @@ TOLERATED = re.compile(
     r'^norm\d+\.|relative_position_bias_table_to_neighbors$')
 
 
-def read_checkpoint(filename: str) -> dict:
+def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     """Loads a checkpoint with ``weights_only=True``; clear errors for files
-    that carry pickled code or cannot be read."""
+    that carry pickled code or cannot be read. ``trust_pickle`` lets a local
+    file unpickle arbitrary objects (it runs code from the file)."""
     try:
         if osp.isfile(filename):
-            return torch.load(filename, map_location='cpu', weights_only=True)
+            return torch.load(
+                filename, map_location='cpu', weights_only=not trust_pickle)
         # URLs and other storage: mmengine's loaders, which call torch.load
         # with its default (weights_only=True since torch 2.6).
         return CheckpointLoader.load_checkpoint(filename, map_location='cpu')

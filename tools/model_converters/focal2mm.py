@@ -12,12 +12,11 @@ is a plain dict of tensors under ``state_dict``: it loads with
 ``torch.load(..., weights_only=True)``.
 """
 import argparse
-import pickle
 import sys
 
 import torch
 
-from focal_mm.models.pretrained import extract_state_dict
+from focal_mm.models.pretrained import extract_state_dict, read_checkpoint
 from focal_mm.official import (is_official_state_dict, official_to_backbone,
                                official_to_mmpretrain)
 
@@ -40,15 +39,9 @@ def parse_args(argv=None):
 
 def load_official(path: str, trust_pickle: bool = False) -> dict:
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust_pickle:
-            raise SystemExit(
-                f'{path} holds pickled Python objects besides tensors, and '
-                'loading them could run code from the file. Refused. If you '
-                'trust it, run again with --trust-pickle.\n'
-                f'(torch said: {str(err).splitlines()[0]})') from None
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+        checkpoint = read_checkpoint(path, trust_pickle)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     state_dict = extract_state_dict(checkpoint)
     if not is_official_state_dict(state_dict):
         raise SystemExit(f'{path} is not an official Focal Transformer '
