@@ -5,7 +5,7 @@ three levels, every pooling method."""
 import pytest
 import torch
 
-from focal_mm.models import FocalAttention
+from focal_mm.models import FocalAttention, focal_attention
 from focal_mm.models.focal_geometry import focal_geometry
 from focal_oracle import oracle_focal_attention
 
@@ -66,6 +66,21 @@ def test_forward_and_gradients_match_oracle(cfg, size):
             assert g is None or not g.any()
         else:
             assert rel_err(g, r) < 1e-10
+
+
+@pytest.mark.parametrize('cfg', [CONFIGS[1], CONFIGS[6]], ids=str)
+@pytest.mark.parametrize(
+    'chunk_bytes', [1, 300_000, 2_500_000, 2**40],
+    ids=['window_by_window', 'parts_of_images', 'two_images', 'whole_batch'])
+def test_inference_in_window_chunks_matches_oracle(cfg, chunk_bytes,
+                                                   monkeypatch):
+    # Shifted configs: each chunk must take its own windows' region masks.
+    monkeypatch.setattr(focal_attention, 'CHUNK_BYTES', chunk_bytes)
+    attn = make(cfg)
+    x = torch.randn(3, 23, 31, cfg[0], dtype=torch.float64)
+    with torch.no_grad():
+        ours = attn(x)
+    assert rel_err(ours, oracle_focal_attention(attn, x)) < 1e-12
 
 
 def test_key_count_of_the_released_geometry():

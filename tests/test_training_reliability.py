@@ -45,6 +45,13 @@ def coco_root(tmp_path_factory):
         str(tmp_path_factory.mktemp('coco')), num_train=4, num_val=2)
 
 
+def run_train(cmd):
+    """Runs ``tools/train.py``; a failure shows the end of its output."""
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return out
+
+
 def losses(work):
     (log, ) = work.glob('*/vis_data/scalars.json')
     return [
@@ -57,8 +64,7 @@ def test_same_seed_same_losses(coco_root, tmp_path):
     runs = []
     for name in ('a', 'b'):
         work = tmp_path / name
-        subprocess.run(
-            train_cmd(work, coco_root, 1), check=True, capture_output=True)
+        run_train(train_cmd(work, coco_root, 1))
         runs.append(losses(work))
     assert len(runs[0]) == 4
     assert runs[0] == runs[1]
@@ -66,10 +72,7 @@ def test_same_seed_same_losses(coco_root, tmp_path):
 
 def test_sigkill_then_resume_equals_uninterrupted(coco_root, tmp_path):
     reference = tmp_path / 'reference'
-    subprocess.run(
-        train_cmd(reference, coco_root, 3, *NO_UNSAVED_RANDOMNESS),
-        check=True,
-        capture_output=True)
+    run_train(train_cmd(reference, coco_root, 3, *NO_UNSAVED_RANDOMNESS))
 
     work = tmp_path / 'interrupted'
     log = open(tmp_path / 'interrupted.log', 'w')
@@ -90,11 +93,8 @@ def test_sigkill_then_resume_equals_uninterrupted(coco_root, tmp_path):
     assert proc.returncode == -signal.SIGKILL, text[-2000:]
     assert not (work / 'epoch_2.pth').exists()
 
-    out = subprocess.run(
-        train_cmd(work, coco_root, 3, *NO_UNSAVED_RANDOMNESS, resume=True),
-        check=True,
-        capture_output=True,
-        text=True)
+    out = run_train(
+        train_cmd(work, coco_root, 3, *NO_UNSAVED_RANDOMNESS, resume=True))
     assert 'resumed epoch: 1, iter: 4' in out.stdout + out.stderr
 
     ours = torch.load(work / 'epoch_3.pth', weights_only=True)

@@ -33,7 +33,19 @@ def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return F.pad(x, pad)
 
 
-class _CallContext(NamedTuple):
+# Inference gathers the keys and values of this many bytes of windows at a
+# time: the gathered copy is about 4x the map, and a small one stays in cache
+# and is reused by the allocator instead of being paged in afresh every call.
+CHUNK_BYTES = 2 * 2**20
+
+
+class _Tables(NamedTuple):
+    """The projected tokens of one call, before they are split in windows."""
+    queries: torch.Tensor  # (B * Hp * Wp, heads * d'), fine map rows
+    keys_values: torch.Tensor  # (B * T, 2 * heads * d'), token table rows
+    query_rows: torch.Tensor  # (B * nW * w * w,) row of every query slot
+    key_rows: torch.Tensor  # (B * nW * N,) row of every key slot
+    bias: torch.Tensor  # (1 or nW, heads, w * w, N) additive logits
     geom: FocalGeometry
     input_size: Tuple[int, int, int]  # B, H, W
     padded_size: Tuple[int, int]
@@ -41,14 +53,28 @@ class _CallContext(NamedTuple):
     mask_channel: bool
 
 
-def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``table[b, index]`` for every batch item, as ``(B * len(index), R)``:
-    one row gather over a contiguous 2-D view (the fast path)."""
-    B, T, R = table.shape
-    if B > 1:
-        offsets = torch.arange(B, device=index.device) * T
-        index = (offsets[:, None] + index[None]).reshape(-1)
-    return table.reshape(B * T, R).index_select(0, index)
+def _batched_rows(index: torch.Tensor, batch: int,
+                  rows_per_item: int) -> torch.Tensor:
+    """``index`` repeated for every batch item, offset to its rows."""
+    if batch == 1:
+        return index
+    offsets = torch.arange(batch, device=index.device) * rows_per_item
+    return (offsets[:, None] + index[None]).reshape(-1)
+
+
+def _window_chunks(num_windows: int, per_image: int, size: int):
+    """``(start, stop)`` ranges of at most ``size`` windows (at least one)
+    that either lie in one image or hold whole images, so that a per-window
+    mask can be sliced or repeated for them."""
+    size = max(size, 1)
+    if size < per_image:
+        for image in range(0, num_windows, per_image):
+            for start in range(image, image + per_image, size):
+                yield start, min(start + size, image + per_image)
+    else:
+        step = size // per_image * per_image
+        for start in range(0, num_windows, step):
+            yield start, min(start + step, num_windows)
 
 
 @MODELS.register_module()
@@ -248,37 +274,73 @@ class FocalAttention(BaseModule):
         return pooled.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v, mask, ctx = self._queries_and_keys(x)
-        B, H, W = ctx.input_size
-        if torch.is_grad_enabled() and mask.requires_grad:
-            # Fused kernels give no gradient for the bias mask; PyTorch's
-            # math fallback would add checks for fully masked rows, which
-            # cannot occur here.
+        t = self._tables(x)
+        B, H, W = t.input_size
+        (Hp, Wp), L = t.padded_size, self.window_size**2
+        num_windows = t.query_rows.numel() // L
+        if torch.is_grad_enabled():
+            # One chunk: the backward of every gather writes a gradient the
+            # size of the whole token table.
+            chunk = num_windows
+        else:
+            chunk = CHUNK_BYTES // (
+                t.keys_values[:1].nbytes * (t.key_rows.numel() // num_windows))
+        # Every chunk's output goes straight to its place in the map.
+        out = t.queries.new_empty(B * Hp * Wp, t.queries.shape[1])
+        for start, stop in _window_chunks(num_windows, num_windows // B,
+                                          chunk):
+            q, k, v = self._window_qkv(t, start, stop)
+            bias = t.bias
+            if bias.shape[0] > 1:  # per-window region masks
+                first = start % bias.shape[0]
+                bias = bias[first:first + stop - start] \
+                    if first + stop - start <= bias.shape[0] \
+                    else bias.repeat((stop - start) // bias.shape[0], 1, 1, 1)
+            rows = t.query_rows[start * L:stop * L]
+            out.index_copy_(0, rows, self._attend(q, k, v, bias))
+        out = self._project_out(out.view(B, Hp, Wp, -1), t.mask_channel)
+        out = self.proj_drop(out)
+        if t.shift:
+            out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
+        return out[:, :H, :W]
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
+        """Attention of ``(n, heads, L, d')`` queries; returns the outputs as
+        ``(n * L, heads * d')`` rows."""
+        bias = bias.to(q.dtype)
+        if torch.is_grad_enabled() and bias.requires_grad:
+            # Fused kernels give no gradient for the bias; PyTorch's math
+            # fallback would add checks for fully masked rows, which cannot
+            # occur here.
             attn = torch.add(
-                mask.to(q.dtype), q @ k.transpose(-2, -1),
-                alpha=self.scale).softmax(-1)
+                bias, q @ k.transpose(-2, -1), alpha=self.scale).softmax(-1)
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(
                 q,
                 k,
                 v,
-                attn_mask=mask.to(q.dtype),
+                attn_mask=bias,
                 dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
-        # Undo the windows and the head split in one copy, then project
-        # (the extra channels meet zero columns of the projection).
-        w, (Hp, Wp) = self.window_size, ctx.padded_size
-        out = out.view(B, Hp // w, Wp // w, self.num_heads, w, w, -1)
-        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, -1)
-        out = self.proj_drop(self._project_out(out, ctx.mask_channel))
-        if ctx.shift:
-            out = torch.roll(out, shifts=(ctx.shift, ctx.shift), dims=(1, 2))
-        return out[:, :H, :W]
+        return out.transpose(1, 2).reshape(-1, q.shape[1] * q.shape[3])
 
-    def _queries_and_keys(self, x: torch.Tensor):
-        """Queries ``(B*nW, heads, w*w, d')``, keys and values
-        ``(B*nW, heads, N, d')``, the additive mask and the geometry."""
+    def _window_qkv(self, t: _Tables, start: int, stop: int):
+        """Queries ``(n, heads, w*w, d')``, keys and values
+        ``(n, heads, N, d')`` of windows ``start:stop`` (batch-major)."""
+        L, n = self.window_size**2, stop - start
+        N = t.key_rows.numel() // (t.query_rows.numel() // L)
+        q = t.queries.index_select(0, t.query_rows[start * L:stop * L])
+        q = q.view(n, L, self.num_heads, -1).transpose(1, 2)
+        kv = t.keys_values.index_select(0, t.key_rows[start * N:stop * N])
+        kv = kv.view(n, N, 2, self.num_heads, q.shape[-1])
+        k, v = (part.transpose(1, 2) for part in kv.unbind(2))
+        return q, k, v
+
+    def _tables(self, x: torch.Tensor) -> _Tables:
+        """Projects the map and its pooled tokens, and looks up the gather
+        indices and the additive bias of its size."""
         if x.dim() != 4 or x.shape[-1] != self.embed_dims:
             raise ValueError(
                 'FocalAttention expects a (B, H, W, C) map with C = '
@@ -302,7 +364,6 @@ class FocalAttention(BaseModule):
         # one extra channel per head (query 1, key MASK_VALUE / scale) and
         # the additive bias stays the same for every window.
         padded = geom.has_padding
-        heads, L = self.num_heads, w * w
         (q_weight, q_bias), (kv_weight, kv_bias) = self._qkv_weights(padded)
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
@@ -316,18 +377,24 @@ class FocalAttention(BaseModule):
             kv_bias)  # (B, T, 2 * heads * d')
         if padded:
             kv[:, -1] = self._zero_row(kv)
-        q = _gather_rows(F.linear(fine, q_weight, q_bias), geom.query_index)
-        q = q.view(-1, L, heads, q.shape[-1] // heads).transpose(1, 2)
-        kv = _gather_rows(kv, geom.key_index)
-        kv = kv.view(q.shape[0], -1, 2, heads, q.shape[-1])
-        k, v = (t.transpose(1, 2) for t in kv.unbind(2))
+        queries = F.linear(fine, q_weight, q_bias)
 
-        mask = self.position_bias(expand > 0).unsqueeze(0)
+        bias = self.position_bias(expand > 0).unsqueeze(0)
         if geom.region_mask is not None:
-            region = F.pad(geom.region_mask, (0, k.shape[2] - L))
-            mask = (mask + region.unsqueeze(1)).repeat(B, 1, 1, 1)
-        return q, k, v, mask, _CallContext(geom, (B, H, W), (Hp, Wp), shift,
-                                           padded)
+            L = w * w
+            region = F.pad(geom.region_mask, (0, bias.shape[-1] - L))
+            bias = bias + region.unsqueeze(1)
+        return _Tables(
+            queries=queries.view(B * Hp * Wp, -1),
+            keys_values=kv.view(-1, kv.shape[-1]),
+            query_rows=_batched_rows(geom.query_index, B, Hp * Wp),
+            key_rows=_batched_rows(geom.key_index, B, kv.shape[1]),
+            bias=bias,
+            geom=geom,
+            input_size=(B, H, W),
+            padded_size=(Hp, Wp),
+            shift=shift,
+            mask_channel=padded)
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
@@ -341,18 +408,18 @@ class FocalAttention(BaseModule):
         (N,), 0 for fine keys and ``k + 1`` for pooled level ``k``. Slots
         outside the pooled grid get level -1.
         """
-        q, k, _, mask, ctx = self._queries_and_keys(x)
-        w, (Hp, Wp), shift = self.window_size, ctx.padded_size, ctx.shift
+        tables = self._tables(x)
+        w, (Hp, Wp), shift = self.window_size, tables.padded_size, tables.shift
         sy, sx = (y - shift) % Hp, (x_pos - shift) % Wp  # shifted position
         window = (sy // w) * (Wp // w) + sx // w
         row = (sy % w) * w + sx % w
-        logits = self.scale * torch.einsum('hd,hnd->hn', q[window, :, row],
-                                           k[window])
-        logits = logits + mask[window if mask.shape[0] > 1 else 0, :, row]
-        slots = ctx.geom.key_index.view(q.shape[0], -1)[window]
+        q, k, _ = self._window_qkv(tables, window, window + 1)
+        logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
+        logits = logits + tables.bias[window % tables.bias.shape[0], :, row]
+        slots = tables.geom.key_index.view(-1, k.shape[2])[window]
 
         boxes, levels = [], []
-        bounds = ctx.geom.pooled_offsets
+        bounds = tables.geom.pooled_offsets
         for t in slots.tolist():
             if t < Hp * Wp:
                 ty, tx = divmod(t, Wp)
@@ -366,7 +433,7 @@ class FocalAttention(BaseModule):
                 boxes.append((0, 0, 0, 0))
                 levels.append(-1)
                 continue
-            Ph, Pw = ctx.geom.pooled_sizes[level]
+            Ph, Pw = tables.geom.pooled_sizes[level]
             py, px = divmod(t - bounds[level], Pw)
             sub = w // 2**level
             # The pooled maps are centre-trimmed or -padded (see _pool).
