@@ -72,15 +72,44 @@ def test_forward_and_gradients_match_oracle(cfg, size):
 @pytest.mark.parametrize(
     'chunk_bytes', [1, 300_000, 2_500_000, 2**40],
     ids=['window_by_window', 'parts_of_images', 'two_images', 'whole_batch'])
-def test_inference_in_window_chunks_matches_oracle(cfg, chunk_bytes,
-                                                   monkeypatch):
-    # Shifted configs: each chunk must take its own windows' region masks.
+def test_window_chunks_match_oracle(cfg, chunk_bytes, monkeypatch):
+    # Shifted configs: each chunk must take (and give the gradient of) its
+    # own windows' region masks.
     monkeypatch.setattr(focal_attention, 'CHUNK_BYTES', chunk_bytes)
+    monkeypatch.setattr(focal_attention, 'TRAINING_CHUNK_BYTES', chunk_bytes)
     attn = make(cfg)
     x = torch.randn(3, 23, 31, cfg[0], dtype=torch.float64)
+    ref = oracle_focal_attention(attn, x)
     with torch.no_grad():
-        ours = attn(x)
-    assert rel_err(ours, oracle_focal_attention(attn, x)) < 1e-12
+        assert rel_err(attn(x), ref) < 1e-12
+
+    calls = []
+    apply = focal_attention.ChunkedWindowAttention.apply
+    monkeypatch.setattr(focal_attention.ChunkedWindowAttention, 'apply',
+                        lambda *args: calls.append(args[-1]) or apply(*args))
+    x.requires_grad_(True)
+    ours, ref = attn(x), oracle_focal_attention(attn, x)
+    assert rel_err(ours, ref) < 1e-12
+    assert len(calls) == 1  # training took the recomputing backward
+    proj = torch.randn_like(ours)
+    inputs = [x] + list(attn.parameters())
+    grads = torch.autograd.grad((ours * proj).sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs)
+    for g, r in zip(grads, ref_grads):
+        assert rel_err(g, r) < 1e-10
+
+
+def test_attention_dropout_trains_through_plain_autograd():
+    attn = make(CONFIGS[0])
+    attn.attn_drop_rate = 0.5
+    x = torch.randn(2, 15, 22, 16, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(0)
+    out = attn(x)
+    out.sum().backward()
+    assert x.grad.isfinite().all() and x.grad.abs().sum() > 0
+    # The dropout mask really was drawn: eval mode gives another output.
+    attn.eval()
+    assert rel_err(attn(x), out) > 1e-3
 
 
 def test_key_count_of_the_released_geometry():

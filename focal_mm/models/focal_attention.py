@@ -13,6 +13,8 @@ from mmengine.registry import MODELS
 from .focal_geometry import (MASK_VALUE, FocalGeometry, focal_geometry,
                              num_expanded_keys, pooled_extent,
                              relative_position_index)
+from .window_attention import (ChunkedWindowAttention, chunk_bias,
+                               gather_windows, window_chunks, windows_to_rows)
 
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
 
@@ -33,16 +35,20 @@ def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return F.pad(x, pad)
 
 
-# Inference gathers the keys and values of this many bytes of windows at a
-# time: the gathered copy is about 4x the map, and a small one stays in cache
-# and is reused by the allocator instead of being paged in afresh every call.
+# Attention runs over this many bytes of windows at a time (gathered keys and
+# values or attention weights): the whole map's would be several times the
+# map itself, while a chunk stays in cache and is reused by the allocator
+# instead of being paged in afresh on every call. Training does more work
+# per chunk and prefers larger ones (measured on a 2-core EPYC).
 CHUNK_BYTES = 2 * 2**20
+TRAINING_CHUNK_BYTES = 4 * 2**20
 
 
 class _Tables(NamedTuple):
     """The projected tokens of one call, before they are split in windows."""
     queries: torch.Tensor  # (B * Hp * Wp, heads * d'), fine map rows
-    keys_values: torch.Tensor  # (B * T, 2 * heads * d'), token table rows
+    keys: torch.Tensor  # (B * T, heads * d'), token table rows
+    values: torch.Tensor  # (B * T, heads * d')
     query_rows: torch.Tensor  # (B * nW * w * w,) row of every query slot
     key_rows: torch.Tensor  # (B * nW * N,) row of every key slot
     bias: torch.Tensor  # (1 or nW, heads, w * w, N) additive logits
@@ -60,21 +66,6 @@ def _batched_rows(index: torch.Tensor, batch: int,
         return index
     offsets = torch.arange(batch, device=index.device) * rows_per_item
     return (offsets[:, None] + index[None]).reshape(-1)
-
-
-def _window_chunks(num_windows: int, per_image: int, size: int):
-    """``(start, stop)`` ranges of at most ``size`` windows (at least one)
-    that either lie in one image or hold whole images, so that a per-window
-    mask can be sliced or repeated for them."""
-    size = max(size, 1)
-    if size < per_image:
-        for image in range(0, num_windows, per_image):
-            for start in range(image, image + per_image, size):
-                yield start, min(start + size, image + per_image)
-    else:
-        step = size // per_image * per_image
-        for start in range(0, num_windows, step):
-            yield start, min(start + step, num_windows)
 
 
 @MODELS.register_module()
@@ -278,43 +269,65 @@ class FocalAttention(BaseModule):
         B, H, W = t.input_size
         (Hp, Wp), L = t.padded_size, self.window_size**2
         num_windows = t.query_rows.numel() // L
-        if torch.is_grad_enabled():
-            # One chunk: the backward of every gather writes a gradient the
-            # size of the whole token table.
-            chunk = num_windows
+        N = t.key_rows.numel() // num_windows
+        # Sized by the largest per-window tensor: keys and values, or the
+        # attention weights.
+        per_window = max(2 * t.keys.shape[1], self.num_heads * L) * N * \
+            t.keys.element_size()
+        budget = CHUNK_BYTES if not torch.is_grad_enabled() \
+            else TRAINING_CHUNK_BYTES
+        chunks = list(
+            window_chunks(num_windows, num_windows // B, budget // per_window))
+        bias = t.bias.to(t.queries.dtype)
+        if not torch.is_grad_enabled():
+            out = self._attend_chunks(t, bias, chunks)
+        elif self._recompute_in_backward(x):
+            out = ChunkedWindowAttention.apply(t.queries, t.keys, t.values,
+                                               bias, t.query_rows, t.key_rows,
+                                               self.num_heads, self.scale,
+                                               chunks)
         else:
-            chunk = CHUNK_BYTES // (
-                t.keys_values[:1].nbytes * (t.key_rows.numel() // num_windows))
-        # Every chunk's output goes straight to its place in the map.
-        out = t.queries.new_empty(B * Hp * Wp, t.queries.shape[1])
-        for start, stop in _window_chunks(num_windows, num_windows // B,
-                                          chunk):
-            q, k, v = self._window_qkv(t, start, stop)
-            bias = t.bias
-            if bias.shape[0] > 1:  # per-window region masks
-                first = start % bias.shape[0]
-                bias = bias[first:first + stop - start] \
-                    if first + stop - start <= bias.shape[0] \
-                    else bias.repeat((stop - start) // bias.shape[0], 1, 1, 1)
-            rows = t.query_rows[start * L:stop * L]
-            out.index_copy_(0, rows, self._attend(q, k, v, bias))
+            # Plain autograd in one chunk: the backward of every gather
+            # writes a gradient the size of the whole token table.
+            out = self._attend_chunks(t, bias, [(0, num_windows)])
         out = self._project_out(out.view(B, Hp, Wp, -1), t.mask_channel)
         out = self.proj_drop(out)
         if t.shift:
             out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
         return out[:, :H, :W]
 
+    def _recompute_in_backward(self, x: torch.Tensor) -> bool:
+        """Whether training can use :class:`ChunkedWindowAttention`: not
+        with attention dropout (its backward would need the same mask),
+        autocast (its backward runs outside it) or while compiling."""
+        return not (self.training and self.attn_drop_rate > 0
+                    or torch.is_autocast_enabled(x.device.type)
+                    or torch.compiler.is_compiling())
+
+    def _attend_chunks(self, t: _Tables, bias: torch.Tensor,
+                       chunks) -> torch.Tensor:
+        """Attention chunk by chunk, each output written straight to its
+        rows of the map."""
+        L = self.window_size**2
+        out = t.queries.new_empty(t.queries.shape)
+        for start, stop in chunks:
+            q, k, v = self._window_qkv(t, start, stop)
+            out.index_copy_(
+                0, t.query_rows[start * L:stop * L],
+                self._attend(q, k, v, chunk_bias(bias, start, stop)))
+        return out
+
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
         """Attention of ``(n, heads, L, d')`` queries; returns the outputs as
         ``(n * L, heads * d')`` rows."""
-        bias = bias.to(q.dtype)
         if torch.is_grad_enabled() and bias.requires_grad:
             # Fused kernels give no gradient for the bias; PyTorch's math
             # fallback would add checks for fully masked rows, which cannot
             # occur here.
-            attn = torch.add(
-                bias, q @ k.transpose(-2, -1), alpha=self.scale).softmax(-1)
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn += bias
+            attn = attn.softmax(-1)
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(
@@ -324,18 +337,18 @@ class FocalAttention(BaseModule):
                 attn_mask=bias,
                 dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
-        return out.transpose(1, 2).reshape(-1, q.shape[1] * q.shape[3])
+        return windows_to_rows(out)
 
     def _window_qkv(self, t: _Tables, start: int, stop: int):
         """Queries ``(n, heads, w*w, d')``, keys and values
         ``(n, heads, N, d')`` of windows ``start:stop`` (batch-major)."""
         L, n = self.window_size**2, stop - start
         N = t.key_rows.numel() // (t.query_rows.numel() // L)
-        q = t.queries.index_select(0, t.query_rows[start * L:stop * L])
-        q = q.view(n, L, self.num_heads, -1).transpose(1, 2)
-        kv = t.keys_values.index_select(0, t.key_rows[start * N:stop * N])
-        kv = kv.view(n, N, 2, self.num_heads, q.shape[-1])
-        k, v = (part.transpose(1, 2) for part in kv.unbind(2))
+        q = gather_windows(t.queries, t.query_rows[start * L:stop * L], n,
+                           self.num_heads)
+        rows = t.key_rows[start * N:stop * N]
+        k = gather_windows(t.keys, rows, n, self.num_heads)
+        v = gather_windows(t.values, rows, n, self.num_heads)
         return q, k, v
 
     def _tables(self, x: torch.Tensor) -> _Tables:
@@ -364,7 +377,7 @@ class FocalAttention(BaseModule):
         # one extra channel per head (query 1, key MASK_VALUE / scale) and
         # the additive bias stays the same for every window.
         padded = geom.has_padding
-        (q_weight, q_bias), (kv_weight, kv_bias) = self._qkv_weights(padded)
+        q_proj, k_proj, v_proj = self._qkv_weights(padded)
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
         tokens = [fine]
@@ -372,12 +385,16 @@ class FocalAttention(BaseModule):
             tokens.append(self._pool(x, level, grid))
         if padded:
             tokens.append(x.new_zeros(B, 1, C))
-        kv = F.linear(
-            torch.cat(tokens, dim=1) if len(tokens) > 1 else fine, kv_weight,
-            kv_bias)  # (B, T, 2 * heads * d')
+        tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
+        keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
         if padded:
-            kv[:, -1] = self._zero_row(kv)
-        queries = F.linear(fine, q_weight, q_bias)
+            # The zero row: zero key and value, MASK_VALUE / scale in the
+            # extra key channel.
+            keys[:, -1] = F.pad(
+                keys.new_full((self.num_heads, 1), MASK_VALUE / self.scale),
+                (self.head_dims, 0)).view(-1)
+            values[:, -1] = 0
+        queries = F.linear(fine, *q_proj)
 
         bias = self.position_bias(expand > 0).unsqueeze(0)
         if geom.region_mask is not None:
@@ -386,9 +403,10 @@ class FocalAttention(BaseModule):
             bias = bias + region.unsqueeze(1)
         return _Tables(
             queries=queries.view(B * Hp * Wp, -1),
-            keys_values=kv.view(-1, kv.shape[-1]),
+            keys=keys.view(-1, keys.shape[-1]),
+            values=values.view(-1, values.shape[-1]),
             query_rows=_batched_rows(geom.query_index, B, Hp * Wp),
-            key_rows=_batched_rows(geom.key_index, B, kv.shape[1]),
+            key_rows=_batched_rows(geom.key_index, B, keys.shape[1]),
             bias=bias,
             geom=geom,
             input_size=(B, H, W),
@@ -447,7 +465,7 @@ class FocalAttention(BaseModule):
             levels=torch.tensor(levels))
 
     def _qkv_weights(self, padded: bool):
-        """``(weight, bias)`` of the query and of the key-value projection.
+        """``(weight, bias)`` of the query, key and value projections.
 
         With ``padded``, each head gets an extra output channel: 1 for
         queries (a bias), 0 for keys and values.
@@ -462,15 +480,8 @@ class FocalAttention(BaseModule):
             extra[0] = 1.
             bias = torch.cat([bias, extra], dim=-1)
         channels = weight.shape[2] * heads
-        return ((weight[0].reshape(channels, -1), bias[0].reshape(-1)),
-                (weight[1:].reshape(2 * channels, -1), bias[1:].reshape(-1)))
-
-    def _zero_row(self, kv: torch.Tensor) -> torch.Tensor:
-        """The key-value row that masked pooled slots gather: zero key and
-        value, MASK_VALUE / scale in the extra key channel."""
-        row = kv.new_zeros(2, self.num_heads, self.head_dims + 1)
-        row[0, :, -1] = MASK_VALUE / self.scale
-        return row.view(-1)
+        return [(weight[i].reshape(channels, -1), bias[i].reshape(-1))
+                for i in range(3)]
 
     def _project_out(self, out: torch.Tensor, padded: bool) -> torch.Tensor:
         weight = self.proj.weight

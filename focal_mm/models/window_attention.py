@@ -1,0 +1,143 @@
+# Copyright (c) focal_mm contributors. All rights reserved.
+"""Attention of query windows over gathered keys, a chunk of windows at a
+time, with a backward pass that recomputes each chunk's weights.
+
+Plain autograd keeps the ``windows x heads x L x N`` weights of a whole map
+and runs every step of the backward over them in main memory; here each
+chunk is gathered, used and dropped while it is in cache, in the forward and
+again in the backward, and the gradient of the additive bias is summed chunk
+by chunk.
+"""
+from typing import Iterator, List, Tuple
+
+import torch
+
+Chunks = List[Tuple[int, int]]
+
+
+def window_chunks(num_windows: int, per_image: int,
+                  size: int) -> Iterator[Tuple[int, int]]:
+    """``(start, stop)`` ranges of at most ``size`` windows (at least one)
+    that either lie in one image or hold whole images, so that a per-window
+    bias can be sliced or repeated for them."""
+    size = max(size, 1)
+    if size < per_image:
+        for image in range(0, num_windows, per_image):
+            for start in range(image, image + per_image, size):
+                yield start, min(start + size, image + per_image)
+    else:
+        step = size // per_image * per_image
+        for start in range(0, num_windows, step):
+            yield start, min(start + step, num_windows)
+
+
+def chunk_bias(bias: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The bias of windows ``start:stop``: shared ``(1, ...)`` or one per
+    window of an image ``(nW, ...)``, sliced or repeated."""
+    per_image = bias.shape[0]
+    if per_image == 1:
+        return bias
+    first = start % per_image
+    if first + stop - start <= per_image:
+        return bias[first:first + stop - start]
+    return bias.repeat((stop - start) // per_image, 1, 1, 1)
+
+
+def gather_windows(table: torch.Tensor, rows: torch.Tensor, num: int,
+                   heads: int) -> torch.Tensor:
+    """``(num, heads, len, d)`` from the rows of a ``(T, heads * d)`` table."""
+    out = table.index_select(0, rows)
+    return out.view(num, -1, heads, table.shape[1] // heads).transpose(1, 2)
+
+
+def windows_to_rows(x: torch.Tensor) -> torch.Tensor:
+    """``(num, heads, len, d)`` to ``(num * len, heads * d)`` rows."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
+
+
+class ChunkedWindowAttention(torch.autograd.Function):
+    """``softmax(scale * q k^T + bias) v`` for every window, chunk by chunk.
+
+    Inputs are the token tables (queries ``(B * HW, heads * d)``, keys and
+    values ``(B * T, heads * d)``), the table row of every query and key slot
+    (window by window), the bias ``(1 or nW, heads, L, N)`` and the chunks of
+    :func:`window_chunks`. Returns the outputs as rows of the query table.
+    """
+
+    @staticmethod
+    def forward(ctx, queries, keys, values, bias, query_rows, key_rows,
+                heads: int, scale: float, chunks: Chunks):
+        out = queries.new_empty(queries.shape)
+        for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
+                                                       chunks):
+            _, _, attn = _chunk_weights(queries, keys, bias, q_rows, k_rows,
+                                        heads, scale, start, stop)
+            v = gather_windows(values, k_rows, stop - start, heads)
+            out.index_copy_(0, q_rows, windows_to_rows(attn @ v))
+        ctx.save_for_backward(queries, keys, values, bias, query_rows,
+                              key_rows)
+        ctx.heads, ctx.scale, ctx.chunks = heads, scale, chunks
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        queries, keys, values, bias, query_rows, key_rows = ctx.saved_tensors
+        heads, scale = ctx.heads, ctx.scale
+        grad_q = torch.empty_like(queries)
+        grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
+        grad_bias = torch.zeros_like(bias)
+        grad_out = grad_out.contiguous()
+        for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
+                                                       ctx.chunks):
+            q, k, attn = _chunk_weights(queries, keys, bias, q_rows, k_rows,
+                                        heads, scale, start, stop)
+            v = gather_windows(values, k_rows, stop - start, heads)
+            d_out = gather_windows(grad_out, q_rows, stop - start, heads)
+            grad_v.index_add_(0, k_rows,
+                              windows_to_rows(attn.transpose(-2, -1) @ d_out))
+            d_logits = torch._softmax_backward_data(
+                d_out @ v.transpose(-2, -1), attn, -1, attn.dtype)
+            _add_bias_grad(grad_bias, d_logits, start)
+            # Every query slot is a different row: a copy, not a sum.
+            grad_q.index_copy_(0, q_rows,
+                               windows_to_rows(d_logits @ k) * scale)
+            grad_k.index_add_(0, k_rows,
+                              windows_to_rows(d_logits.transpose(-2, -1) @ q))
+        return grad_q, grad_k, grad_v, grad_bias, None, None, None, None, None
+
+
+def _chunk_rows(query_rows: torch.Tensor, key_rows: torch.Tensor,
+                chunks: Chunks):
+    """Each chunk with the rows of its query and key slots."""
+    num_windows = chunks[-1][1]
+    L = query_rows.numel() // num_windows
+    N = key_rows.numel() // num_windows
+    for start, stop in chunks:
+        yield (start, stop, query_rows[start * L:stop * L],
+               key_rows[start * N:stop * N])
+
+
+def _chunk_weights(queries, keys, bias, q_rows, k_rows, heads, scale, start,
+                   stop):
+    """Scaled queries, keys and attention weights of windows
+    ``start:stop``."""
+    n = stop - start
+    q = gather_windows(queries, q_rows, n, heads) * scale
+    k = gather_windows(keys, k_rows, n, heads)
+    attn = torch.add(q @ k.transpose(-2, -1), chunk_bias(bias, start, stop))
+    return q, k, attn.softmax(-1)
+
+
+def _add_bias_grad(grad_bias: torch.Tensor, d_logits: torch.Tensor,
+                   start: int) -> None:
+    """Adds a chunk's logit gradient to the bias gradient (see
+    :func:`chunk_bias`)."""
+    per_image, n = grad_bias.shape[0], d_logits.shape[0]
+    first = start % per_image
+    if per_image == 1:
+        grad_bias += d_logits.sum(0, keepdim=True)
+    elif first + n <= per_image:
+        grad_bias[first:first + n] += d_logits
+    else:
+        grad_bias += d_logits.view(-1, *grad_bias.shape).sum(0)
