@@ -6,6 +6,8 @@ model, optimiser and pipelines stay as shipped. One evaluation setting moves
 too: the detection score threshold is 0, because a detector trained for two
 iterations scores below mmdet's 0.05 and COCO evaluation needs detections.
 """
+import uuid
+
 from mmengine.config import Config, ConfigDict
 
 from focal_mm.synthetic_data import SHAPES
@@ -100,7 +102,12 @@ def toy_detection(cfg: Config,
 
 def _short_run(cfg: Config, work_dir: str, train_cfg: dict) -> None:
     """The training loop of a toy run: no checkpoints, a log line an
-    iteration."""
+    iteration, and a name of its own (mmengine shares the logger, message
+    hub and visualizer of runners with the same name, and a runner in a
+    later test must not write to an earlier test's deleted folder)."""
+    cfg.experiment_name = f'toy_{uuid.uuid4().hex}'
+    if cfg.get('visualizer') is not None:  # the libraries name it alike
+        cfg.visualizer.name = cfg.experiment_name
     cfg.train_cfg = ConfigDict(train_cfg)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)

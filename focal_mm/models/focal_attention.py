@@ -52,6 +52,7 @@ class _Tables(NamedTuple):
     query_rows: torch.Tensor  # (B * nW * w * w,) row of every query slot
     key_rows: torch.Tensor  # (B * nW * N,) row of every key slot
     bias: torch.Tensor  # (1 or nW, heads, w * w, N) additive logits
+    key_mask: Optional[torch.Tensor]  # (nW, 1, 1, N) or None, see _tables
     geom: FocalGeometry
     input_size: Tuple[int, int, int]  # B, H, W
     padded_size: Tuple[int, int]
@@ -265,7 +266,8 @@ class FocalAttention(BaseModule):
         return pooled.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self._tables(x)
+        recompute = torch.is_grad_enabled() and self._recompute_in_backward(x)
+        t = self._tables(x, mask_channel=not recompute)
         B, H, W = t.input_size
         (Hp, Wp), L = t.padded_size, self.window_size**2
         num_windows = t.query_rows.numel() // L
@@ -281,11 +283,11 @@ class FocalAttention(BaseModule):
         bias = t.bias.to(t.queries.dtype)
         if not torch.is_grad_enabled():
             out = self._attend_chunks(t, bias, chunks)
-        elif self._recompute_in_backward(x):
+        elif recompute:
             out = ChunkedWindowAttention.apply(t.queries, t.keys, t.values,
-                                               bias, t.query_rows, t.key_rows,
-                                               self.num_heads, self.scale,
-                                               chunks)
+                                               bias, t.key_mask, t.query_rows,
+                                               t.key_rows, self.num_heads,
+                                               self.scale, chunks)
         else:
             # Plain autograd in one chunk: the backward of every gather
             # writes a gradient the size of the whole token table.
@@ -299,10 +301,11 @@ class FocalAttention(BaseModule):
     def _recompute_in_backward(self, x: torch.Tensor) -> bool:
         """Whether training can use :class:`ChunkedWindowAttention`: not
         with attention dropout (its backward would need the same mask),
-        autocast (its backward runs outside it) or while compiling."""
+        autocast (its backward runs outside it), while compiling or while
+        tracing (the trace would hold an opaque Python op)."""
         return not (self.training and self.attn_drop_rate > 0
                     or torch.is_autocast_enabled(x.device.type)
-                    or torch.compiler.is_compiling())
+                    or torch.compiler.is_compiling() or torch.jit.is_tracing())
 
     def _attend_chunks(self, t: _Tables, bias: torch.Tensor,
                        chunks) -> torch.Tensor:
@@ -351,9 +354,17 @@ class FocalAttention(BaseModule):
         v = gather_windows(t.values, rows, n, self.num_heads)
         return q, k, v
 
-    def _tables(self, x: torch.Tensor) -> _Tables:
+    def _tables(self, x: torch.Tensor, mask_channel: bool = True) -> _Tables:
         """Projects the map and its pooled tokens, and looks up the gather
-        indices and the additive bias of its size."""
+        indices and the additive bias of its size.
+
+        Keys outside the pooled grid are zero vectors whose logits get
+        MASK_VALUE. That mask depends only on the key: with ``mask_channel``
+        it rides along as one extra channel per head (query 1, key
+        MASK_VALUE / scale), so that the additive bias stays the same for
+        every window (what fused attention needs); otherwise ``key_mask``
+        holds it.
+        """
         if x.dim() != 4 or x.shape[-1] != self.embed_dims:
             raise ValueError(
                 'FocalAttention expects a (B, H, W, C) map with C = '
@@ -372,12 +383,9 @@ class FocalAttention(BaseModule):
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
-        # Keys outside the pooled grid are zero vectors whose logits get
-        # MASK_VALUE. That mask depends only on the key, so it rides along as
-        # one extra channel per head (query 1, key MASK_VALUE / scale) and
-        # the additive bias stays the same for every window.
         padded = geom.has_padding
-        q_proj, k_proj, v_proj = self._qkv_weights(padded)
+        mask_channel = mask_channel and padded
+        q_proj, k_proj, v_proj = self._qkv_weights(mask_channel)
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
         tokens = [fine]
@@ -387,12 +395,20 @@ class FocalAttention(BaseModule):
             tokens.append(x.new_zeros(B, 1, C))
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
         keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
-        if padded:
+        key_mask = None
+        if mask_channel:
             # The zero row: zero key and value, MASK_VALUE / scale in the
             # extra key channel.
             keys[:, -1] = F.pad(
                 keys.new_full((self.num_heads, 1), MASK_VALUE / self.scale),
                 (self.head_dims, 0)).view(-1)
+        elif padded:
+            keys[:, -1] = 0
+            zero_row = geom.pooled_offsets[-1]
+            key_mask = (geom.key_index == zero_row).to(
+                keys.dtype).mul_(MASK_VALUE).view(
+                    len(geom.query_index) // (w * w), 1, 1, -1)
+        if padded:
             values[:, -1] = 0
         queries = F.linear(fine, *q_proj)
 
@@ -408,11 +424,12 @@ class FocalAttention(BaseModule):
             query_rows=_batched_rows(geom.query_index, B, Hp * Wp),
             key_rows=_batched_rows(geom.key_index, B, keys.shape[1]),
             bias=bias,
+            key_mask=key_mask,
             geom=geom,
             input_size=(B, H, W),
             padded_size=(Hp, Wp),
             shift=shift,
-            mask_channel=padded)
+            mask_channel=mask_channel)
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:

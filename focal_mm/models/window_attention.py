@@ -59,30 +59,32 @@ class ChunkedWindowAttention(torch.autograd.Function):
     """``softmax(scale * q k^T + bias) v`` for every window, chunk by chunk.
 
     Inputs are the token tables (queries ``(B * HW, heads * d)``, keys and
-    values ``(B * T, heads * d)``), the table row of every query and key slot
-    (window by window), the bias ``(1 or nW, heads, L, N)`` and the chunks of
+    values ``(B * T, heads * d)``), the bias ``(1 or nW, heads, L, N)``, an
+    optional constant per-key mask ``(nW, 1, 1, N)`` added to it, the table
+    row of every query and key slot (window by window) and the chunks of
     :func:`window_chunks`. Returns the outputs as rows of the query table.
     """
 
     @staticmethod
-    def forward(ctx, queries, keys, values, bias, query_rows, key_rows,
-                heads: int, scale: float, chunks: Chunks):
+    def forward(ctx, queries, keys, values, bias, key_mask, query_rows,
+                key_rows, heads: int, scale: float, chunks: Chunks):
         out = queries.new_empty(queries.shape)
         for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                        chunks):
-            _, _, attn = _chunk_weights(queries, keys, bias, q_rows, k_rows,
-                                        heads, scale, start, stop)
+            _, _, attn = _chunk_weights(queries, keys, bias, key_mask, q_rows,
+                                        k_rows, heads, scale, start, stop)
             v = gather_windows(values, k_rows, stop - start, heads)
             out.index_copy_(0, q_rows, windows_to_rows(attn @ v))
-        ctx.save_for_backward(queries, keys, values, bias, query_rows,
-                              key_rows)
+        ctx.save_for_backward(queries, keys, values, bias, key_mask,
+                              query_rows, key_rows)
         ctx.heads, ctx.scale, ctx.chunks = heads, scale, chunks
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        queries, keys, values, bias, query_rows, key_rows = ctx.saved_tensors
+        queries, keys, values, bias, key_mask, query_rows, key_rows = \
+            ctx.saved_tensors
         heads, scale = ctx.heads, ctx.scale
         grad_q = torch.empty_like(queries)
         grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
@@ -90,8 +92,8 @@ class ChunkedWindowAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                        ctx.chunks):
-            q, k, attn = _chunk_weights(queries, keys, bias, q_rows, k_rows,
-                                        heads, scale, start, stop)
+            q, k, attn = _chunk_weights(queries, keys, bias, key_mask, q_rows,
+                                        k_rows, heads, scale, start, stop)
             v = gather_windows(values, k_rows, stop - start, heads)
             d_out = gather_windows(grad_out, q_rows, stop - start, heads)
             grad_v.index_add_(0, k_rows,
@@ -104,7 +106,7 @@ class ChunkedWindowAttention(torch.autograd.Function):
                                windows_to_rows(d_logits @ k) * scale)
             grad_k.index_add_(0, k_rows,
                               windows_to_rows(d_logits.transpose(-2, -1) @ q))
-        return grad_q, grad_k, grad_v, grad_bias, None, None, None, None, None
+        return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 6
 
 
 def _chunk_rows(query_rows: torch.Tensor, key_rows: torch.Tensor,
@@ -118,14 +120,16 @@ def _chunk_rows(query_rows: torch.Tensor, key_rows: torch.Tensor,
                key_rows[start * N:stop * N])
 
 
-def _chunk_weights(queries, keys, bias, q_rows, k_rows, heads, scale, start,
-                   stop):
+def _chunk_weights(queries, keys, bias, key_mask, q_rows, k_rows, heads, scale,
+                   start, stop):
     """Scaled queries, keys and attention weights of windows
     ``start:stop``."""
     n = stop - start
     q = gather_windows(queries, q_rows, n, heads) * scale
     k = gather_windows(keys, k_rows, n, heads)
     attn = torch.add(q @ k.transpose(-2, -1), chunk_bias(bias, start, stop))
+    if key_mask is not None:
+        attn += chunk_bias(key_mask, start, stop)
     return q, k, attn.softmax(-1)
 
 
