@@ -383,7 +383,7 @@ class FocalAttention(BaseModule):
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
-        padded = geom.has_padding
+        padded = geom.key_mask is not None
         mask_channel = mask_channel and padded
         q_proj, k_proj, v_proj = self._qkv_weights(mask_channel)
         # Queries of the fine map only; keys and values of every token.
@@ -395,22 +395,18 @@ class FocalAttention(BaseModule):
             tokens.append(x.new_zeros(B, 1, C))
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
         keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
-        key_mask = None
-        if mask_channel:
-            # The zero row: zero key and value, MASK_VALUE / scale in the
-            # extra key channel.
-            keys[:, -1] = F.pad(
-                keys.new_full((self.num_heads, 1), MASK_VALUE / self.scale),
-                (self.head_dims, 0)).view(-1)
-        elif padded:
-            keys[:, -1] = 0
-            zero_row = geom.pooled_offsets[-1]
-            key_mask = (geom.key_index == zero_row).to(
-                keys.dtype).mul_(MASK_VALUE).view(
-                    len(geom.query_index) // (w * w), 1, 1, -1)
         if padded:
+            # The zero row: zero key and value (the official code pads after
+            # projecting), MASK_VALUE / scale in the extra key channel.
+            keys[:, -1] = 0
             values[:, -1] = 0
+            if mask_channel:
+                keys.view(B, keys.shape[1], self.num_heads,
+                          -1)[:, -1, :, -1] = MASK_VALUE / self.scale
         queries = F.linear(fine, *q_proj)
+        key_mask = None  # (nW, 1, 1, N) when the mask is not a channel
+        if padded and not mask_channel:
+            key_mask = geom.key_mask.to(keys.dtype)[:, None, None]
 
         bias = self.position_bias(expand > 0).unsqueeze(0)
         if geom.region_mask is not None:

@@ -68,8 +68,9 @@ class FocalGeometry(NamedTuple):
         query_index (Tensor): ``(nW * w * w,)`` fine-map index of every query,
             window by window (row-major windows, row-major tokens).
         key_index (Tensor): ``(nW * N,)`` token-table index of every key slot.
-        has_padding (bool): Whether some slots point at the zero row (masked
-            pooled slots outside the grid).
+        key_mask (Tensor | None): ``(nW, N)`` additive mask, MASK_VALUE for
+            the slots that point at the zero row (pooled slots outside the
+            grid), or None when there are none.
         region_mask (Tensor | None): ``(nW, w * w, w * w)`` additive mask of
             the shifted-window regions (own-window keys only), or None.
         pooled_sizes (tuple): ``(Ph, Pw)`` of every pooled level.
@@ -78,7 +79,7 @@ class FocalGeometry(NamedTuple):
     """
     query_index: torch.Tensor
     key_index: torch.Tensor
-    has_padding: bool
+    key_mask: torch.Tensor
     region_mask: torch.Tensor
     pooled_sizes: Tuple[Tuple[int, int], ...]
     pooled_offsets: Tuple[int, ...]
@@ -169,7 +170,9 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
         query_index=query_index.flatten().to(device),
         key_index=key_index.flatten().to(device),
         # A focal window of 1 never reaches outside the grid.
-        has_padding=any(fw > 1 for fw in focal_windows),
+        key_mask=(key_padding.to(torch.float32) *
+                  MASK_VALUE).to(device) if any(
+                      fw > 1 for fw in focal_windows) else None,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
         pooled_offsets=tuple(pooled_offsets))
