@@ -112,6 +112,23 @@ def test_attention_dropout_trains_through_plain_autograd():
     assert rel_err(attn(x), out) > 1e-3
 
 
+@pytest.mark.parametrize('batch', [1, 2])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64], ids=str)
+def test_trains_after_inference_mode_on_the_same_size(batch, dtype):
+    # The geometry is cached per size: tables first built under
+    # inference_mode must still be usable by autograd afterwards.
+    attn = make(CONFIGS[1]).to(dtype)
+    size = (19, 26)  # a size no other test caches first
+    x = torch.randn(batch, *size, 16, dtype=dtype)
+    with torch.inference_mode():
+        expected = attn(x)
+    x.requires_grad_(True)
+    out = attn(x)
+    out.sum().backward()
+    assert rel_err(out.detach(), expected) < 1e-5
+    assert x.grad.isfinite().all() and x.grad.abs().sum() > 0
+
+
 def test_key_count_of_the_released_geometry():
     # 49 own + 132 surrounding + 7x7 pooled = 230 keys per window.
     geom = focal_geometry(56, 56, 7, 3, 0, (7, ), torch.device('cpu'))

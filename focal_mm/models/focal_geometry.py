@@ -121,6 +121,17 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
             (empty: no pooled levels).
         device (torch.device): Where the tensors live.
     """
+    # Cached tensors built under inference_mode could never be saved for a
+    # later backward: always build ordinary ones.
+    with torch.inference_mode(False):
+        return _build_geometry(height, width, window_size, expand_size,
+                               shift_size, focal_windows, device)
+
+
+def _build_geometry(height: int, width: int, window_size: int,
+                    expand_size: int, shift_size: int,
+                    focal_windows: Tuple[int, ...],
+                    device: torch.device) -> FocalGeometry:
     w = window_size
     n_rows, n_cols = height // w, width // w
     win_y = torch.arange(n_rows).repeat_interleave(n_cols)  # (nW,)
