@@ -10,10 +10,9 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
-from .focal_geometry import (MASK_VALUE, FocalGeometry, focal_geometry,
-                             num_expanded_keys, pooled_extent,
-                             relative_position_index)
-from .window_attention import (ChunkedWindowAttention, chunk_bias,
+from .focal_geometry import (FocalGeometry, focal_geometry, num_expanded_keys,
+                             pooled_extent, relative_position_index)
+from .window_attention import (ChunkedWindowAttention, WindowMasks,
                                gather_windows, window_chunks, windows_to_rows)
 
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
@@ -46,18 +45,17 @@ TRAINING_CHUNK_BYTES = 4 * 2**20
 
 class _Tables(NamedTuple):
     """The projected tokens of one call, before they are split in windows."""
-    queries: torch.Tensor  # (B * Hp * Wp, heads * d'), fine map rows
-    keys: torch.Tensor  # (B * T, heads * d'), token table rows
-    values: torch.Tensor  # (B * T, heads * d')
+    queries: torch.Tensor  # (B * Hp * Wp, C), fine map rows
+    keys: torch.Tensor  # (B * T, C), token table rows
+    values: torch.Tensor  # (B * T, C)
     query_rows: torch.Tensor  # (B * nW * w * w,) row of every query slot
     key_rows: torch.Tensor  # (B * nW * N,) row of every key slot
-    bias: torch.Tensor  # (1 or nW, heads, w * w, N) additive logits
-    key_mask: Optional[torch.Tensor]  # (nW, 1, 1, N) or None, see _tables
+    bias: torch.Tensor  # (1, heads, w * w, N) position bias
+    masks: WindowMasks  # constant per-window logit masks
     geom: FocalGeometry
     input_size: Tuple[int, int, int]  # B, H, W
     padded_size: Tuple[int, int]
     shift: int
-    mask_channel: bool
 
 
 def _batched_rows(index: torch.Tensor, batch: int,
@@ -266,8 +264,7 @@ class FocalAttention(BaseModule):
         return pooled.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        recompute = torch.is_grad_enabled() and self._recompute_in_backward(x)
-        t = self._tables(x, mask_channel=not recompute)
+        t = self._tables(x)
         B, H, W = t.input_size
         (Hp, Wp), L = t.padded_size, self.window_size**2
         num_windows = t.query_rows.numel() // L
@@ -283,17 +280,16 @@ class FocalAttention(BaseModule):
         bias = t.bias.to(t.queries.dtype)
         if not torch.is_grad_enabled():
             out = self._attend_chunks(t, bias, chunks)
-        elif recompute:
+        elif self._recompute_in_backward(x):
             out = ChunkedWindowAttention.apply(t.queries, t.keys, t.values,
-                                               bias, t.key_mask, t.query_rows,
+                                               bias, t.masks, t.query_rows,
                                                t.key_rows, self.num_heads,
                                                self.scale, chunks)
         else:
             # Plain autograd in one chunk: the backward of every gather
             # writes a gradient the size of the whole token table.
             out = self._attend_chunks(t, bias, [(0, num_windows)])
-        out = self._project_out(out.view(B, Hp, Wp, -1), t.mask_channel)
-        out = self.proj_drop(out)
+        out = self.proj_drop(self.proj(out.view(B, Hp, Wp, -1)))
         if t.shift:
             out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
         return out[:, :H, :W]
@@ -315,36 +311,38 @@ class FocalAttention(BaseModule):
         out = t.queries.new_empty(t.queries.shape)
         for start, stop in chunks:
             q, k, v = self._window_qkv(t, start, stop)
-            out.index_copy_(
-                0, t.query_rows[start * L:stop * L],
-                self._attend(q, k, v, chunk_bias(bias, start, stop)))
+            out.index_copy_(0, t.query_rows[start * L:stop * L],
+                            self._attend(q, k, v, bias, t.masks, start, stop))
         return out
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                bias: torch.Tensor) -> torch.Tensor:
-        """Attention of ``(n, heads, L, d')`` queries; returns the outputs as
-        ``(n * L, heads * d')`` rows."""
+                bias: torch.Tensor, masks: WindowMasks, start: int,
+                stop: int) -> torch.Tensor:
+        """Attention of the ``(n, heads, L, d)`` queries of windows
+        ``start:stop``; returns the outputs as ``(n * L, heads * d)``
+        rows."""
         if torch.is_grad_enabled() and bias.requires_grad:
             # Fused kernels give no gradient for the bias; PyTorch's math
             # fallback would add checks for fully masked rows, which cannot
-            # occur here.
+            # occur here. The masks go in place: no second logits-sized
+            # tensor is kept for the backward.
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn += bias
-            attn = attn.softmax(-1)
+            attn = masks.add_to(attn, start, stop).softmax(-1)
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(
                 q,
                 k,
                 v,
-                attn_mask=bias,
+                attn_mask=masks.with_bias(bias, start, stop),
                 dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
         return windows_to_rows(out)
 
     def _window_qkv(self, t: _Tables, start: int, stop: int):
-        """Queries ``(n, heads, w*w, d')``, keys and values
-        ``(n, heads, N, d')`` of windows ``start:stop`` (batch-major)."""
+        """Queries ``(n, heads, w*w, d)``, keys and values
+        ``(n, heads, N, d)`` of windows ``start:stop`` (batch-major)."""
         L, n = self.window_size**2, stop - start
         N = t.key_rows.numel() // (t.query_rows.numel() // L)
         q = gather_windows(t.queries, t.query_rows[start * L:stop * L], n,
@@ -354,17 +352,10 @@ class FocalAttention(BaseModule):
         v = gather_windows(t.values, rows, n, self.num_heads)
         return q, k, v
 
-    def _tables(self, x: torch.Tensor, mask_channel: bool = True) -> _Tables:
+    def _tables(self, x: torch.Tensor) -> _Tables:
         """Projects the map and its pooled tokens, and looks up the gather
-        indices and the additive bias of its size.
-
-        Keys outside the pooled grid are zero vectors whose logits get
-        MASK_VALUE. That mask depends only on the key: with ``mask_channel``
-        it rides along as one extra channel per head (query 1, key
-        MASK_VALUE / scale), so that the additive bias stays the same for
-        every window (what fused attention needs); otherwise ``key_mask``
-        holds it.
-        """
+        indices, the position bias and the masks of its size (keys outside
+        the pooled grid are zero vectors whose logits get MASK_VALUE)."""
         if x.dim() != 4 or x.shape[-1] != self.embed_dims:
             raise ValueError(
                 'FocalAttention expects a (B, H, W, C) map with C = '
@@ -384,8 +375,7 @@ class FocalAttention(BaseModule):
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
         padded = geom.key_mask is not None
-        mask_channel = mask_channel and padded
-        q_proj, k_proj, v_proj = self._qkv_weights(mask_channel)
+        q_proj, k_proj, v_proj = self._qkv_weights()
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
         tokens = [fine]
@@ -397,35 +387,24 @@ class FocalAttention(BaseModule):
         keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
         if padded:
             # The zero row: zero key and value (the official code pads after
-            # projecting), MASK_VALUE / scale in the extra key channel.
+            # projecting).
             keys[:, -1] = 0
             values[:, -1] = 0
-            if mask_channel:
-                keys.view(B, keys.shape[1], self.num_heads,
-                          -1)[:, -1, :, -1] = MASK_VALUE / self.scale
         queries = F.linear(fine, *q_proj)
-        key_mask = None  # (nW, 1, 1, N) when the mask is not a channel
-        if padded and not mask_channel:
-            key_mask = geom.key_mask.to(keys.dtype)[:, None, None]
-
-        bias = self.position_bias(expand > 0).unsqueeze(0)
-        if geom.region_mask is not None:
-            L = w * w
-            region = F.pad(geom.region_mask, (0, bias.shape[-1] - L))
-            bias = bias + region.unsqueeze(1)
+        masks = WindowMasks(*(m if m is None else m.to(keys.dtype)
+                              for m in (geom.key_mask, geom.region_mask)))
         return _Tables(
             queries=queries.view(B * Hp * Wp, -1),
             keys=keys.view(-1, keys.shape[-1]),
             values=values.view(-1, values.shape[-1]),
             query_rows=_batched_rows(geom.query_index, B, Hp * Wp),
             key_rows=_batched_rows(geom.key_index, B, keys.shape[1]),
-            bias=bias,
-            key_mask=key_mask,
+            bias=self.position_bias(expand > 0).unsqueeze(0),
+            masks=masks,
             geom=geom,
             input_size=(B, H, W),
             padded_size=(Hp, Wp),
-            shift=shift,
-            mask_channel=mask_channel)
+            shift=shift)
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
@@ -446,7 +425,8 @@ class FocalAttention(BaseModule):
         row = (sy % w) * w + sx % w
         q, k, _ = self._window_qkv(tables, window, window + 1)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
-        logits = logits + tables.bias[window % tables.bias.shape[0], :, row]
+        bias = tables.masks.with_bias(tables.bias, window, window + 1)
+        logits = logits + bias[0, :, row]
         slots = tables.geom.key_index.view(-1, k.shape[2])[window]
 
         boxes, levels = [], []
@@ -477,32 +457,13 @@ class FocalAttention(BaseModule):
             boxes=torch.tensor(boxes),
             levels=torch.tensor(levels))
 
-    def _qkv_weights(self, padded: bool):
-        """``(weight, bias)`` of the query, key and value projections.
-
-        With ``padded``, each head gets an extra output channel: 1 for
-        queries (a bias), 0 for keys and values.
-        """
-        heads, d = self.num_heads, self.head_dims
-        weight = self.qkv.weight.view(3, heads, d, -1)
-        bias = self.qkv.bias.view(3, heads, d) if self.qkv.bias is not None \
-            else weight.new_zeros(3, heads, d)
-        if padded:
-            weight = F.pad(weight, (0, 0, 0, 1))
-            extra = bias.new_zeros(3, heads, 1)
-            extra[0] = 1.
-            bias = torch.cat([bias, extra], dim=-1)
-        channels = weight.shape[2] * heads
-        return [(weight[i].reshape(channels, -1), bias[i].reshape(-1))
+    def _qkv_weights(self):
+        """``(weight, bias)`` of the query, key and value projections."""
+        C = self.embed_dims
+        bias = self.qkv.bias
+        return [(self.qkv.weight[i * C:(i + 1) * C],
+                 None if bias is None else bias[i * C:(i + 1) * C])
                 for i in range(3)]
-
-    def _project_out(self, out: torch.Tensor, padded: bool) -> torch.Tensor:
-        weight = self.proj.weight
-        if padded:
-            heads, d = self.num_heads, self.head_dims
-            weight = F.pad(weight.view(-1, heads, d), (0, 1))
-            weight = weight.reshape(weight.shape[0], -1)
-        return F.linear(out, weight, self.proj.bias)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

@@ -8,7 +8,7 @@ chunk is gathered, used and dropped while it is in cache, in the forward and
 again in the backward, and the gradient of the additive bias is summed chunk
 by chunk.
 """
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -18,8 +18,8 @@ Chunks = List[Tuple[int, int]]
 def window_chunks(num_windows: int, per_image: int,
                   size: int) -> Iterator[Tuple[int, int]]:
     """``(start, stop)`` ranges of at most ``size`` windows (at least one)
-    that either lie in one image or hold whole images, so that a per-window
-    bias can be sliced or repeated for them."""
+    that either lie in one image or hold whole images, so that per-window
+    masks can be sliced or repeated for them (:func:`of_windows`)."""
     size = max(size, 1)
     if size < per_image:
         for image in range(0, num_windows, per_image):
@@ -31,16 +31,50 @@ def window_chunks(num_windows: int, per_image: int,
             yield start, min(start + step, num_windows)
 
 
-def chunk_bias(bias: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """The bias of windows ``start:stop``: shared ``(1, ...)`` or one per
-    window of an image ``(nW, ...)``, sliced or repeated."""
-    per_image = bias.shape[0]
-    if per_image == 1:
-        return bias
+def of_windows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Windows ``start:stop`` (batch-major) of a per-window tensor of one
+    image ``(nW, ...)``, sliced or repeated."""
+    per_image = x.shape[0]
     first = start % per_image
     if first + stop - start <= per_image:
-        return bias[first:first + stop - start]
-    return bias.repeat((stop - start) // per_image, 1, 1, 1)
+        return x[first:first + stop - start]
+    return x.repeat((stop - start) // per_image, *(1, ) * (x.dim() - 1))
+
+
+class WindowMasks(NamedTuple):
+    """Constant additive logit masks of the windows of one image.
+
+    ``key`` ``(nW, N)`` masks key slots of a window (padded pooled slots),
+    ``region`` ``(nW, L, L)`` masks own-window keys from queries of another
+    shifted-window region (the first ``L`` key slots); either may be None.
+    They stay per window and are added chunk by chunk, so the shared
+    position bias ``(1, heads, L, N)`` is never expanded to the whole map.
+    """
+    key: Optional[torch.Tensor] = None
+    region: Optional[torch.Tensor] = None
+
+    def add_to(self, logits: torch.Tensor, start: int,
+               stop: int) -> torch.Tensor:
+        """Adds the masks of windows ``start:stop`` to ``(n, heads, L, N)``
+        logits in place."""
+        if self.key is not None:
+            logits += of_windows(self.key, start, stop)[:, None, None]
+        if self.region is not None:
+            region = of_windows(self.region, start, stop)[:, None]
+            logits[..., :region.shape[-1]] += region
+        return logits
+
+    def with_bias(self, bias: torch.Tensor, start: int,
+                  stop: int) -> torch.Tensor:
+        """``bias`` ``(1, heads, L, N)`` plus the masks of windows
+        ``start:stop``: ``(n, heads, L, N)``, or ``bias`` itself when there
+        are no masks (a fused kernel broadcasts it)."""
+        if self.key is None and self.region is None:
+            return bias
+        if self.key is None:
+            return self.add_to(bias.repeat(stop - start, 1, 1, 1), start, stop)
+        out = bias + of_windows(self.key, start, stop)[:, None, None]
+        return WindowMasks(region=self.region).add_to(out, start, stop)
 
 
 def gather_windows(table: torch.Tensor, rows: torch.Tensor, num: int,
@@ -59,32 +93,33 @@ class ChunkedWindowAttention(torch.autograd.Function):
     """``softmax(scale * q k^T + bias) v`` for every window, chunk by chunk.
 
     Inputs are the token tables (queries ``(B * HW, heads * d)``, keys and
-    values ``(B * T, heads * d)``), the bias ``(1 or nW, heads, L, N)``, an
-    optional constant per-key mask ``(nW, 1, 1, N)`` added to it, the table
-    row of every query and key slot (window by window) and the chunks of
-    :func:`window_chunks`. Returns the outputs as rows of the query table.
+    values ``(B * T, heads * d)``), the position bias ``(1, heads, L, N)``,
+    the constant :class:`WindowMasks`, the table row of every query and key
+    slot (window by window) and the chunks of :func:`window_chunks`. Returns
+    the outputs as rows of the query table.
     """
 
     @staticmethod
-    def forward(ctx, queries, keys, values, bias, key_mask, query_rows,
-                key_rows, heads: int, scale: float, chunks: Chunks):
+    def forward(ctx, queries, keys, values, bias, masks: WindowMasks,
+                query_rows, key_rows, heads: int, scale: float,
+                chunks: Chunks):
         out = queries.new_empty(queries.shape)
         for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                        chunks):
-            _, _, attn = _chunk_weights(queries, keys, bias, key_mask, q_rows,
+            _, _, attn = _chunk_weights(queries, keys, bias, masks, q_rows,
                                         k_rows, heads, scale, start, stop)
             v = gather_windows(values, k_rows, stop - start, heads)
             out.index_copy_(0, q_rows, windows_to_rows(attn @ v))
-        ctx.save_for_backward(queries, keys, values, bias, key_mask,
-                              query_rows, key_rows)
-        ctx.heads, ctx.scale, ctx.chunks = heads, scale, chunks
+        ctx.save_for_backward(queries, keys, values, bias, query_rows,
+                              key_rows)
+        ctx.masks, ctx.heads, ctx.scale = masks, heads, scale
+        ctx.chunks = chunks
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        queries, keys, values, bias, key_mask, query_rows, key_rows = \
-            ctx.saved_tensors
+        queries, keys, values, bias, query_rows, key_rows = ctx.saved_tensors
         heads, scale = ctx.heads, ctx.scale
         grad_q = torch.empty_like(queries)
         grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
@@ -92,7 +127,7 @@ class ChunkedWindowAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                        ctx.chunks):
-            q, k, attn = _chunk_weights(queries, keys, bias, key_mask, q_rows,
+            q, k, attn = _chunk_weights(queries, keys, bias, ctx.masks, q_rows,
                                         k_rows, heads, scale, start, stop)
             v = gather_windows(values, k_rows, stop - start, heads)
             d_out = gather_windows(grad_out, q_rows, stop - start, heads)
@@ -100,7 +135,7 @@ class ChunkedWindowAttention(torch.autograd.Function):
                               windows_to_rows(attn.transpose(-2, -1) @ d_out))
             d_logits = torch._softmax_backward_data(
                 d_out @ v.transpose(-2, -1), attn, -1, attn.dtype)
-            _add_bias_grad(grad_bias, d_logits, start)
+            grad_bias += d_logits.sum(0, keepdim=True)
             # Every query slot is a different row: a copy, not a sum.
             grad_q.index_copy_(0, q_rows,
                                windows_to_rows(d_logits @ k) * scale)
@@ -120,28 +155,12 @@ def _chunk_rows(query_rows: torch.Tensor, key_rows: torch.Tensor,
                key_rows[start * N:stop * N])
 
 
-def _chunk_weights(queries, keys, bias, key_mask, q_rows, k_rows, heads, scale,
+def _chunk_weights(queries, keys, bias, masks, q_rows, k_rows, heads, scale,
                    start, stop):
     """Scaled queries, keys and attention weights of windows
     ``start:stop``."""
     n = stop - start
     q = gather_windows(queries, q_rows, n, heads) * scale
     k = gather_windows(keys, k_rows, n, heads)
-    attn = torch.add(q @ k.transpose(-2, -1), chunk_bias(bias, start, stop))
-    if key_mask is not None:
-        attn += chunk_bias(key_mask, start, stop)
+    attn = masks.add_to(torch.add(q @ k.transpose(-2, -1), bias), start, stop)
     return q, k, attn.softmax(-1)
-
-
-def _add_bias_grad(grad_bias: torch.Tensor, d_logits: torch.Tensor,
-                   start: int) -> None:
-    """Adds a chunk's logit gradient to the bias gradient (see
-    :func:`chunk_bias`)."""
-    per_image, n = grad_bias.shape[0], d_logits.shape[0]
-    first = start % per_image
-    if per_image == 1:
-        grad_bias += d_logits.sum(0, keepdim=True)
-    elif first + n <= per_image:
-        grad_bias[first:first + n] += d_logits
-    else:
-        grad_bias += d_logits.view(-1, *grad_bias.shape).sum(0)

@@ -8,8 +8,10 @@ SwinTransformer of the same size, measured side by side in one process.
 Cases (backbone only): inference at 224x224 (batch 8 on CPU, 64 on GPU),
 inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
 (forward + backward) at 224. The two models alternate within every repeat,
-after warm-up, and the median is reported, so machine noise hits both alike:
-read the ratio, not the absolute numbers. Peak memory is CUDA's allocator
+after warm-up; images/s come from the median step, the ratio is the median
+of the per-repeat ratios (each Focal step against the Swin step right after
+it), so machine noise hits both alike: read the ratio, not the absolute
+numbers. Peak memory is CUDA's allocator
 peak on GPU; on CPU it is the peak resident memory of a fresh child process
 per model and case, less what the process held before the forward.
 """
@@ -78,7 +80,7 @@ def sync(device):
 
 
 def time_pair(arch, case, dtype, device, warmup, repeats):
-    """Median seconds per step of each model, alternating."""
+    """Seconds of every timed step of each model, the two alternating."""
     steps = {}
     for name in ('focal', 'swin'):
         model = build(name, arch, case['size']).to(device)
@@ -94,7 +96,7 @@ def time_pair(arch, case, dtype, device, warmup, repeats):
             sync(device)
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def peak_memory_mb(name, arch, case_name, dtype_name, device):
@@ -169,14 +171,18 @@ def main(argv=None):
     results = []
     for name in args.cases or list(all_cases):
         case = all_cases[name]
-        t = time_pair(args.arch, case, DTYPES[args.dtype], args.device,
-                      args.warmup, args.repeats)
+        times = time_pair(args.arch, case, DTYPES[args.dtype], args.device,
+                          args.warmup, args.repeats)
+        median = {m: statistics.median(t) for m, t in times.items()}
         row = dict(
             case=name,
             batch=case['batch'],
-            focal_img_s=case['batch'] / t['focal'],
-            swin_img_s=case['batch'] / t['swin'],
-            ratio=t['swin'] / t['focal'])
+            focal_img_s=case['batch'] / median['focal'],
+            swin_img_s=case['batch'] / median['swin'],
+            # Each Focal step against the Swin step right after it, so that
+            # a slow spell of the machine hits both sides of a ratio.
+            ratio=statistics.median(
+                s / f for f, s in zip(times['focal'], times['swin'])))
         if not args.no_memory:
             for model in ('focal', 'swin'):
                 row[f'{model}_peak_mb'] = peak_memory_mb(
