@@ -13,7 +13,8 @@ from mmengine.registry import MODELS
 from .focal_geometry import (FocalGeometry, focal_geometry, num_expanded_keys,
                              pooled_extent, relative_position_index)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
-                               gather_windows, window_chunks, windows_to_rows)
+                               attend_chunks, fused_attention, gather_windows,
+                               window_chunks)
 
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
 
@@ -278,17 +279,19 @@ class FocalAttention(BaseModule):
         chunks = list(
             window_chunks(num_windows, num_windows // B, budget // per_window))
         bias = t.bias.to(t.queries.dtype)
-        if not torch.is_grad_enabled():
-            out = self._attend_chunks(t, bias, chunks)
-        elif self._recompute_in_backward(x):
+        if torch.is_grad_enabled() and self._recompute_in_backward(x):
             out = ChunkedWindowAttention.apply(t.queries, t.keys, t.values,
                                                bias, t.masks, t.query_rows,
                                                t.key_rows, self.num_heads,
                                                self.scale, chunks)
         else:
-            # Plain autograd in one chunk: the backward of every gather
-            # writes a gradient the size of the whole token table.
-            out = self._attend_chunks(t, bias, [(0, num_windows)])
+            if torch.is_grad_enabled():
+                # Plain autograd in one chunk: the backward of every gather
+                # writes a gradient the size of the whole token table.
+                chunks = [(0, num_windows)]
+            out = attend_chunks(t.queries, t.keys, t.values, t.query_rows,
+                                t.key_rows, self.num_heads, chunks,
+                                self._attend(bias, t.masks))
         out = self.proj_drop(self.proj(out.view(B, Hp, Wp, -1)))
         if t.shift:
             out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
@@ -303,54 +306,22 @@ class FocalAttention(BaseModule):
                     or torch.is_autocast_enabled(x.device.type)
                     or torch.compiler.is_compiling() or torch.jit.is_tracing())
 
-    def _attend_chunks(self, t: _Tables, bias: torch.Tensor,
-                       chunks) -> torch.Tensor:
-        """Attention chunk by chunk, each output written straight to its
-        rows of the map."""
-        L = self.window_size**2
-        out = t.queries.new_empty(t.queries.shape)
-        for start, stop in chunks:
-            q, k, v = self._window_qkv(t, start, stop)
-            out.index_copy_(0, t.query_rows[start * L:stop * L],
-                            self._attend(q, k, v, bias, t.masks, start, stop))
-        return out
+    def _attend(self, bias: torch.Tensor, masks: WindowMasks):
+        """The attention of :func:`attend_chunks`: fused, or in plain
+        autograd where the bias needs a gradient (fused kernels give none;
+        PyTorch's math fallback would add checks for fully masked rows,
+        which cannot occur here)."""
+        if not (torch.is_grad_enabled() and bias.requires_grad):
+            return fused_attention(bias, masks, self.scale)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                bias: torch.Tensor, masks: WindowMasks, start: int,
-                stop: int) -> torch.Tensor:
-        """Attention of the ``(n, heads, L, d)`` queries of windows
-        ``start:stop``; returns the outputs as ``(n * L, heads * d)``
-        rows."""
-        if torch.is_grad_enabled() and bias.requires_grad:
-            # Fused kernels give no gradient for the bias; PyTorch's math
-            # fallback would add checks for fully masked rows, which cannot
-            # occur here. The masks go in place: no second logits-sized
-            # tensor is kept for the backward.
+        def attend(q, k, v, start, stop):
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn += bias
+            # In place: no second logits-sized tensor is kept.
             attn = masks.add_to(attn, start, stop).softmax(-1)
-            out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
-        else:
-            out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=masks.with_bias(bias, start, stop),
-                dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
-        return windows_to_rows(out)
+            return F.dropout(attn, self.attn_drop_rate, self.training) @ v
 
-    def _window_qkv(self, t: _Tables, start: int, stop: int):
-        """Queries ``(n, heads, w*w, d)``, keys and values
-        ``(n, heads, N, d)`` of windows ``start:stop`` (batch-major)."""
-        L, n = self.window_size**2, stop - start
-        N = t.key_rows.numel() // (t.query_rows.numel() // L)
-        q = gather_windows(t.queries, t.query_rows[start * L:stop * L], n,
-                           self.num_heads)
-        rows = t.key_rows[start * N:stop * N]
-        k = gather_windows(t.keys, rows, n, self.num_heads)
-        v = gather_windows(t.values, rows, n, self.num_heads)
-        return q, k, v
+        return attend
 
     def _tables(self, x: torch.Tensor) -> _Tables:
         """Projects the map and its pooled tokens, and looks up the gather
@@ -423,7 +394,14 @@ class FocalAttention(BaseModule):
         sy, sx = (y - shift) % Hp, (x_pos - shift) % Wp  # shifted position
         window = (sy // w) * (Wp // w) + sx // w
         row = (sy % w) * w + sx % w
-        q, k, _ = self._window_qkv(tables, window, window + 1)
+        L, heads = w * w, self.num_heads
+        N = tables.key_rows.numel() // (tables.query_rows.numel() // L)
+        q = gather_windows(tables.queries,
+                           tables.query_rows[window * L:(window + 1) * L], 1,
+                           heads)
+        k = gather_windows(tables.keys,
+                           tables.key_rows[window * N:(window + 1) * N], 1,
+                           heads)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
         bias = tables.masks.with_bias(tables.bias, window, window + 1)
         logits = logits + bias[0, :, row]

@@ -2,15 +2,19 @@
 """Attention of query windows over gathered keys, a chunk of windows at a
 time, with a backward pass that recomputes each chunk's weights.
 
-Plain autograd keeps the ``windows x heads x L x N`` weights of a whole map
-and runs every step of the backward over them in main memory; here each
-chunk is gathered, used and dropped while it is in cache, in the forward and
-again in the backward, and the gradient of the additive bias is summed chunk
-by chunk.
+Gathering the keys of a whole map at once costs more than attending them
+(about 4.7 times the map, most of it fresh memory being paged in); per chunk
+they stay in cache and the allocator reuses them. Plain autograd would also
+keep the ``windows x heads x L x N`` weights of the whole map and run every
+step of the backward over them in main memory; here the forward runs the
+fused kernel, and the backward recomputes each chunk's weights and sums the
+gradient of the additive bias chunk by chunk.
 """
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 Chunks = List[Tuple[int, int]]
 
@@ -31,7 +35,7 @@ def window_chunks(num_windows: int, per_image: int,
             yield start, min(start + step, num_windows)
 
 
-def of_windows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+def of_windows(x: Tensor, start: int, stop: int) -> Tensor:
     """Windows ``start:stop`` (batch-major) of a per-window tensor of one
     image ``(nW, ...)``, sliced or repeated."""
     per_image = x.shape[0]
@@ -50,11 +54,10 @@ class WindowMasks(NamedTuple):
     They stay per window and are added chunk by chunk, so the shared
     position bias ``(1, heads, L, N)`` is never expanded to the whole map.
     """
-    key: Optional[torch.Tensor] = None
-    region: Optional[torch.Tensor] = None
+    key: Optional[Tensor] = None
+    region: Optional[Tensor] = None
 
-    def add_to(self, logits: torch.Tensor, start: int,
-               stop: int) -> torch.Tensor:
+    def add_to(self, logits: Tensor, start: int, stop: int) -> Tensor:
         """Adds the masks of windows ``start:stop`` to ``(n, heads, L, N)``
         logits in place."""
         if self.key is not None:
@@ -64,8 +67,7 @@ class WindowMasks(NamedTuple):
             logits[..., :region.shape[-1]] += region
         return logits
 
-    def with_bias(self, bias: torch.Tensor, start: int,
-                  stop: int) -> torch.Tensor:
+    def with_bias(self, bias: Tensor, start: int, stop: int) -> Tensor:
         """``bias`` ``(1, heads, L, N)`` plus the masks of windows
         ``start:stop``: ``(n, heads, L, N)``, or ``bias`` itself when there
         are no masks (a fused kernel broadcasts it)."""
@@ -77,16 +79,51 @@ class WindowMasks(NamedTuple):
         return WindowMasks(region=self.region).add_to(out, start, stop)
 
 
-def gather_windows(table: torch.Tensor, rows: torch.Tensor, num: int,
-                   heads: int) -> torch.Tensor:
+def gather_windows(table: Tensor, rows: Tensor, num: int,
+                   heads: int) -> Tensor:
     """``(num, heads, len, d)`` from the rows of a ``(T, heads * d)`` table."""
     out = table.index_select(0, rows)
     return out.view(num, -1, heads, table.shape[1] // heads).transpose(1, 2)
 
 
-def windows_to_rows(x: torch.Tensor) -> torch.Tensor:
+def windows_to_rows(x: Tensor) -> Tensor:
     """``(num, heads, len, d)`` to ``(num * len, heads * d)`` rows."""
     return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
+
+
+# attend(q, k, v, start, stop): attention of the (n, heads, L, d) queries of
+# windows start:stop over their (n, heads, N, d) keys and values.
+Attend = Callable[[Tensor, Tensor, Tensor, int, int], Tensor]
+
+
+def attend_chunks(queries: Tensor, keys: Tensor, values: Tensor,
+                  query_rows: Tensor, key_rows: Tensor, heads: int,
+                  chunks: Chunks, attend: Attend) -> Tensor:
+    """Runs ``attend`` chunk by chunk on the gathered windows and writes
+    each chunk's output straight to its rows of a query-sized table."""
+    out = queries.new_empty(queries.shape)
+    for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
+                                                   chunks):
+        n = stop - start
+        out.index_copy_(
+            0, q_rows,
+            windows_to_rows(
+                attend(
+                    gather_windows(queries, q_rows, n, heads),
+                    gather_windows(keys, k_rows, n, heads),
+                    gather_windows(values, k_rows, n, heads), start, stop)))
+    return out
+
+
+def fused_attention(bias: Tensor, masks: WindowMasks, scale: float) -> Attend:
+    """PyTorch's fused attention with the position bias and masks (no
+    gradient for the bias)."""
+
+    def attend(q, k, v, start, stop):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=masks.with_bias(bias, start, stop), scale=scale)
+
+    return attend
 
 
 class ChunkedWindowAttention(torch.autograd.Function):
@@ -103,13 +140,9 @@ class ChunkedWindowAttention(torch.autograd.Function):
     def forward(ctx, queries, keys, values, bias, masks: WindowMasks,
                 query_rows, key_rows, heads: int, scale: float,
                 chunks: Chunks):
-        out = queries.new_empty(queries.shape)
-        for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
-                                                       chunks):
-            _, _, attn = _chunk_weights(queries, keys, bias, masks, q_rows,
-                                        k_rows, heads, scale, start, stop)
-            v = gather_windows(values, k_rows, stop - start, heads)
-            out.index_copy_(0, q_rows, windows_to_rows(attn @ v))
+        # The forward needs no weights: the fused kernel computes them.
+        out = attend_chunks(queries, keys, values, query_rows, key_rows, heads,
+                            chunks, fused_attention(bias, masks, scale))
         ctx.save_for_backward(queries, keys, values, bias, query_rows,
                               key_rows)
         ctx.masks, ctx.heads, ctx.scale = masks, heads, scale
@@ -144,8 +177,7 @@ class ChunkedWindowAttention(torch.autograd.Function):
         return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 6
 
 
-def _chunk_rows(query_rows: torch.Tensor, key_rows: torch.Tensor,
-                chunks: Chunks):
+def _chunk_rows(query_rows: Tensor, key_rows: Tensor, chunks: Chunks):
     """Each chunk with the rows of its query and key slots."""
     num_windows = chunks[-1][1]
     L = query_rows.numel() // num_windows
