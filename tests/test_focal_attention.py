@@ -130,9 +130,16 @@ def test_trains_after_inference_mode_on_the_same_size(batch, dtype):
 
 
 def test_key_count_of_the_released_geometry():
-    # 49 own + 132 surrounding + 7x7 pooled = 230 keys per window.
+    # The official model has 49 own + 132 surrounding + 7x7 pooled = 230 key
+    # slots per window; 12 surrounding slots repeat a token and are merged,
+    # so the fine keys are the 13x13 block around the window, each once.
     geom = focal_geometry(56, 56, 7, 3, 0, (7, ), torch.device('cpu'))
-    assert geom.key_index.numel() == 64 * 230
+    assert geom.key_index.numel() == 64 * 218
+    window = geom.key_index.view(64, 218)[27]  # row 3, column 3
+    fine = window[:169]
+    assert len(set(fine.tolist())) == 169
+    ys, xs = fine // 56, fine % 56
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (18, 30, 18, 30)
     assert geom.key_mask is not None  # border windows see padded slots
 
 
@@ -151,7 +158,8 @@ def test_query_attention_explains_one_query():
     weights, boxes, levels = info['weights'], info['boxes'], info['levels']
     assert torch.allclose(weights.sum(-1), torch.ones(2, dtype=x.dtype))
     fine = boxes[levels == 0]
-    assert len(fine) == 49 + 132
+    assert len(fine) == 13 * 13  # each token of the window's block once
+    assert len(set(map(tuple, fine.tolist()))) == 13 * 13
     assert (fine[:, 2] - fine[:, 0] == 1).all()
     assert [12, 20, 13, 21] in fine.tolist()  # the query itself
     # A 5x5 neighbourhood of pooled 7x7 sub-windows, some outside the grid.

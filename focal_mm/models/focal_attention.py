@@ -10,8 +10,9 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
-from .focal_geometry import (FocalGeometry, focal_geometry, num_expanded_keys,
-                             pooled_extent, relative_position_index)
+from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
+                             num_expanded_keys, pooled_extent,
+                             relative_position_index)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
                                attend_chunks, fused_attention, gather_windows,
                                window_chunks)
@@ -78,7 +79,10 @@ class FocalAttention(BaseModule):
     sub-windows of ``window_size // 2**k``. Numerically identical to the
     official implementation; any map size works (the map is zero-padded to
     window multiples, and padded tokens are attended as zero features, as in
-    the official code).
+    the official code). Surrounding tokens that the official model attends
+    twice (where its rolled windows overlap) are one key slot here whose
+    bias is the log-sum-exp of the two, which gives the same attention
+    (attention dropout then drops the pair together).
 
     Args:
         embed_dims (int): Channels ``C`` of the map.
@@ -201,6 +205,20 @@ class FocalAttention(BaseModule):
             # Used when the map is too small to expand (see forward).
             self.register_buffer(
                 'bias_index_unexpanded', self._bias_index(0), persistent=False)
+            # Surrounding slots of the official model that repeat a token:
+            # their table entries and the merged slot (see position_bias).
+            slot = expanded_key_slots(window_size, expand_size)[1]
+            repeats = torch.tensor([
+                i for i, s in enumerate(slot.tolist())
+                if i != slot.tolist().index(s)
+            ],
+                                   dtype=torch.long)
+            self.register_buffer(
+                'repeated_bias_index',
+                self._neighbour_bias_index()[:, repeats],
+                persistent=False)
+            self.register_buffer(
+                'repeated_slots', w * w + slot[repeats], persistent=False)
 
         for table in self._bias_tables():
             trunc_normal_(table, std=.02)
@@ -211,15 +229,25 @@ class FocalAttention(BaseModule):
             yield self.relative_position_bias_table_to_neighbors
         yield from self.relative_position_bias_table_to_windows
 
+    def _neighbour_bias_index(self) -> torch.Tensor:
+        """``(w*w, n)`` index of the official surrounding slots into the
+        concatenated bias tables."""
+        w = self.window_size
+        n = num_expanded_keys(w, self.expand_size)
+        return (2 * w - 1)**2 + torch.arange(w * w * n).view(w * w, n)
+
     def _bias_index(self, expand_size: int) -> torch.Tensor:
-        """``(w*w, N)`` index into the concatenated, head-major bias tables."""
+        """``(w*w, N)`` index into the concatenated, head-major bias tables
+        (of the first official slot of each surrounding token)."""
         w = self.window_size
         parts = [relative_position_index(w, w)]
         offset = (2 * w - 1)**2
         if self.expand_size > 0:
             n = num_expanded_keys(w, self.expand_size)
             if expand_size > 0:
-                parts.append(offset + torch.arange(w * w * n).view(w * w, n))
+                slot = expanded_key_slots(w, self.expand_size)[1].tolist()
+                first = [slot.index(s) for s in range(max(slot) + 1)]
+                parts.append(self._neighbour_bias_index()[:, first])
             offset += w * w * n
         for k, focal_window in enumerate(self.pooled_windows):
             extent = pooled_extent(focal_window, k)
@@ -236,9 +264,18 @@ class FocalAttention(BaseModule):
                 self.relative_position_bias_table_to_neighbors.reshape(
                     heads, -1))
         tables.extend(self.relative_position_bias_table_to_windows)
-        index = self.bias_index if expanded or self.expand_size == 0 \
-            else self.bias_index_unexpanded
-        return torch.cat(tables, dim=1)[:, index]
+        tables = torch.cat(tables, dim=1)
+        if self.expand_size == 0:
+            return tables[:, self.bias_index]
+        if not expanded:
+            return tables[:, self.bias_index_unexpanded]
+        bias = tables[:, self.bias_index]
+        # A token in two official slots is one slot here: its weight, the
+        # sum of theirs, is what the log-sum-exp of their biases gives.
+        cols = self.repeated_slots
+        bias[:, :, cols] = torch.logaddexp(bias[:, :, cols],
+                                           tables[:, self.repeated_bias_index])
+        return bias
 
     def _pool(self, x: torch.Tensor, level: int,
               grid: Tuple[int, int]) -> torch.Tensor:

@@ -61,6 +61,24 @@ def _expanded_offsets(window_size: int,
     return offsets
 
 
+def expanded_key_slots(
+        window_size: int,
+        expand_size: int) -> Tuple[List[Tuple[int, int]], torch.Tensor]:
+    """The distinct offsets of the surrounding keys, and the distinct slot
+    that each of the official model's slots stands for.
+
+    The four rolled windows overlap pairwise (never three at a time outside
+    the window itself): 12 of the 132 slots of the released geometry repeat
+    another slot's token. Keys that are one token share key and value, so
+    attention over one slot whose bias is the log-sum-exp of theirs is the
+    same; see ``FocalAttention.position_bias``.
+    """
+    offsets = _expanded_offsets(window_size, expand_size)
+    distinct = list(dict.fromkeys(offsets))
+    slot = torch.tensor([distinct.index(o) for o in offsets])
+    return distinct, slot
+
+
 class FocalGeometry(NamedTuple):
     """Cached gather indices and masks for one map size.
 
@@ -144,7 +162,7 @@ def _build_geometry(height: int, width: int, window_size: int,
     padding = [torch.zeros_like(query_index, dtype=torch.bool)]
 
     if expand_size > 0:
-        off = torch.tensor(_expanded_offsets(w, expand_size))  # (n, 2)
+        off = torch.tensor(expanded_key_slots(w, expand_size)[0])  # (n, 2)
         ys = (win_y[:, None] * w + off[None, :, 0]) % height
         xs = (win_x[:, None] * w + off[None, :, 1]) % width
         slots.append(ys * width + xs)
