@@ -14,8 +14,8 @@ from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
                              num_expanded_keys, pooled_extent,
                              relative_position_index)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
-                               attend_chunks, fused_attention, gather_windows,
-                               window_chunks)
+                               attend_chunks, attention_weights,
+                               fused_attention, gather_windows, window_chunks)
 
 POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
 
@@ -50,8 +50,8 @@ class _Tables(NamedTuple):
     queries: torch.Tensor  # (B * Hp * Wp, C), fine map rows
     keys: torch.Tensor  # (B * T, C), token table rows
     values: torch.Tensor  # (B * T, C)
-    query_rows: torch.Tensor  # (B * nW * w * w,) row of every query slot
-    key_rows: torch.Tensor  # (B * nW * N,) row of every key slot
+    query_rows: torch.Tensor  # (B * nW, w * w) row of every query slot
+    key_rows: torch.Tensor  # (B * nW, N) row of every key slot
     bias: torch.Tensor  # (1, heads, w * w, N) position bias
     masks: WindowMasks  # constant per-window logit masks
     geom: FocalGeometry
@@ -62,11 +62,12 @@ class _Tables(NamedTuple):
 
 def _batched_rows(index: torch.Tensor, batch: int,
                   rows_per_item: int) -> torch.Tensor:
-    """``index`` repeated for every batch item, offset to its rows."""
+    """``(nW, n)`` ``index`` repeated for every batch item, offset to its
+    rows: ``(B * nW, n)``."""
     if batch == 1:
         return index
     offsets = torch.arange(batch, device=index.device) * rows_per_item
-    return (offsets[:, None] + index[None]).reshape(-1)
+    return (offsets[:, None, None] + index[None]).flatten(0, 1)
 
 
 @MODELS.register_module()
@@ -207,18 +208,13 @@ class FocalAttention(BaseModule):
                 'bias_index_unexpanded', self._bias_index(0), persistent=False)
             # Surrounding slots of the official model that repeat a token:
             # their table entries and the merged slot (see position_bias).
-            slot = expanded_key_slots(window_size, expand_size)[1]
-            repeats = torch.tensor([
-                i for i, s in enumerate(slot.tolist())
-                if i != slot.tolist().index(s)
-            ],
-                                   dtype=torch.long)
+            slots = expanded_key_slots(window_size, expand_size)
             self.register_buffer(
                 'repeated_bias_index',
-                self._neighbour_bias_index()[:, repeats],
+                self._neighbour_bias_index()[:, slots.repeated],
                 persistent=False)
             self.register_buffer(
-                'repeated_slots', w * w + slot[repeats], persistent=False)
+                'repeated_slots', w * w + slots.repeated_as, persistent=False)
 
         for table in self._bias_tables():
             trunc_normal_(table, std=.02)
@@ -245,8 +241,7 @@ class FocalAttention(BaseModule):
         if self.expand_size > 0:
             n = num_expanded_keys(w, self.expand_size)
             if expand_size > 0:
-                slot = expanded_key_slots(w, self.expand_size)[1].tolist()
-                first = [slot.index(s) for s in range(max(slot) + 1)]
+                first = expanded_key_slots(w, self.expand_size).first
                 parts.append(self._neighbour_bias_index()[:, first])
             offset += w * w * n
         for k, focal_window in enumerate(self.pooled_windows):
@@ -305,8 +300,7 @@ class FocalAttention(BaseModule):
         t = self._tables(x)
         B, H, W = t.input_size
         (Hp, Wp), L = t.padded_size, self.window_size**2
-        num_windows = t.query_rows.numel() // L
-        N = t.key_rows.numel() // num_windows
+        num_windows, N = t.key_rows.shape
         # Sized by the largest per-window tensor: keys and values, or the
         # attention weights.
         per_window = max(2 * t.keys.shape[1], self.num_heads * L) * N * \
@@ -352,10 +346,8 @@ class FocalAttention(BaseModule):
             return fused_attention(bias, masks, self.scale)
 
         def attend(q, k, v, start, stop):
-            attn = (q * self.scale) @ k.transpose(-2, -1)
-            attn += bias
-            # In place: no second logits-sized tensor is kept.
-            attn = masks.add_to(attn, start, stop).softmax(-1)
+            attn = attention_weights(q * self.scale, k, bias, masks, start,
+                                     stop)
             return F.dropout(attn, self.attn_drop_rate, self.training) @ v
 
         return attend
@@ -431,18 +423,14 @@ class FocalAttention(BaseModule):
         sy, sx = (y - shift) % Hp, (x_pos - shift) % Wp  # shifted position
         window = (sy // w) * (Wp // w) + sx // w
         row = (sy % w) * w + sx % w
-        L, heads = w * w, self.num_heads
-        N = tables.key_rows.numel() // (tables.query_rows.numel() // L)
-        q = gather_windows(tables.queries,
-                           tables.query_rows[window * L:(window + 1) * L], 1,
-                           heads)
-        k = gather_windows(tables.keys,
-                           tables.key_rows[window * N:(window + 1) * N], 1,
-                           heads)
+        q = gather_windows(tables.queries, tables.query_rows[window], 1,
+                           self.num_heads)
+        k = gather_windows(tables.keys, tables.key_rows[window], 1,
+                           self.num_heads)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
         bias = tables.masks.with_bias(tables.bias, window, window + 1)
         logits = logits + bias[0, :, row]
-        slots = tables.geom.key_index.view(-1, k.shape[2])[window]
+        slots = tables.geom.key_index[window]
 
         boxes, levels = [], []
         bounds = tables.geom.pooled_offsets

@@ -17,7 +17,7 @@ trailing zero row (the official code unfolds with zero padding) and get
 ``MASK_VALUE`` added to their logits.
 """
 from functools import lru_cache
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -61,31 +61,48 @@ def _expanded_offsets(window_size: int,
     return offsets
 
 
-def expanded_key_slots(
-        window_size: int,
-        expand_size: int) -> Tuple[List[Tuple[int, int]], torch.Tensor]:
-    """The distinct offsets of the surrounding keys, and the distinct slot
-    that each of the official model's slots stands for.
+class ExpandedSlots(NamedTuple):
+    """The surrounding key slots, against the official model's.
 
     The four rolled windows overlap pairwise (never three at a time outside
-    the window itself): 12 of the 132 slots of the released geometry repeat
-    another slot's token. Keys that are one token share key and value, so
-    attention over one slot whose bias is the log-sum-exp of theirs is the
-    same; see ``FocalAttention.position_bias``.
+    the window itself): 12 of the 132 official slots of the released
+    geometry repeat another slot's token. Keys that are one token share key
+    and value, so attention over one slot whose bias is the log-sum-exp of
+    theirs is the same; see ``FocalAttention.position_bias``.
+
+    Attributes:
+        offsets (list): Distinct ``(dy, dx)`` offsets, one slot each.
+        first (Tensor): The official slot of each distinct one (its first).
+        repeated (Tensor): The official slots that repeat a token.
+        repeated_as (Tensor): The distinct slot each of them repeats.
     """
-    offsets = _expanded_offsets(window_size, expand_size)
-    distinct = list(dict.fromkeys(offsets))
-    slot = torch.tensor([distinct.index(o) for o in offsets])
-    return distinct, slot
+    offsets: List[Tuple[int, int]]
+    first: torch.Tensor
+    repeated: torch.Tensor
+    repeated_as: torch.Tensor
+
+
+def expanded_key_slots(window_size: int, expand_size: int) -> ExpandedSlots:
+    """The distinct surrounding key slots (see :class:`ExpandedSlots`)."""
+    official = _expanded_offsets(window_size, expand_size)
+    offsets = list(dict.fromkeys(official))
+    first = [official.index(o) for o in offsets]
+    repeated = [i for i in range(len(official)) if i not in first]
+    return ExpandedSlots(
+        offsets=offsets,
+        first=torch.tensor(first),
+        repeated=torch.tensor(repeated, dtype=torch.long),
+        repeated_as=torch.tensor(
+            [offsets.index(official[i]) for i in repeated], dtype=torch.long))
 
 
 class FocalGeometry(NamedTuple):
     """Cached gather indices and masks for one map size.
 
     Attributes:
-        query_index (Tensor): ``(nW * w * w,)`` fine-map index of every query,
-            window by window (row-major windows, row-major tokens).
-        key_index (Tensor): ``(nW * N,)`` token-table index of every key slot.
+        query_index (Tensor): ``(nW, w * w)`` fine-map index of every query
+            (row-major windows, row-major tokens).
+        key_index (Tensor): ``(nW, N)`` token-table index of every key slot.
         key_mask (Tensor | None): ``(nW, N)`` additive mask, MASK_VALUE for
             the slots that point at the zero row (pooled slots outside the
             grid), or None when there are none.
@@ -97,8 +114,8 @@ class FocalGeometry(NamedTuple):
     """
     query_index: torch.Tensor
     key_index: torch.Tensor
-    key_mask: torch.Tensor
-    region_mask: torch.Tensor
+    key_mask: Optional[torch.Tensor]
+    region_mask: Optional[torch.Tensor]
     pooled_sizes: Tuple[Tuple[int, int], ...]
     pooled_offsets: Tuple[int, ...]
 
@@ -162,7 +179,7 @@ def _build_geometry(height: int, width: int, window_size: int,
     padding = [torch.zeros_like(query_index, dtype=torch.bool)]
 
     if expand_size > 0:
-        off = torch.tensor(expanded_key_slots(w, expand_size)[0])  # (n, 2)
+        off = torch.tensor(expanded_key_slots(w, expand_size).offsets)
         ys = (win_y[:, None] * w + off[None, :, 0]) % height
         xs = (win_x[:, None] * w + off[None, :, 1]) % width
         slots.append(ys * width + xs)
@@ -192,16 +209,16 @@ def _build_geometry(height: int, width: int, window_size: int,
     key_index = torch.cat(slots, dim=1)
     key_padding = torch.cat(padding, dim=1)
     key_index = key_index.masked_fill(key_padding, zero_row)
-    region_mask = None
+    key_mask = region_mask = None
+    # A focal window of 1 never reaches outside the grid.
+    if any(fw > 1 for fw in focal_windows):
+        key_mask = (key_padding.to(torch.float32) * MASK_VALUE).to(device)
     if shift_size > 0:
         region_mask = _region_mask(height, width, w, shift_size).to(device)
     return FocalGeometry(
-        query_index=query_index.flatten().to(device),
-        key_index=key_index.flatten().to(device),
-        # A focal window of 1 never reaches outside the grid.
-        key_mask=(key_padding.to(torch.float32) *
-                  MASK_VALUE).to(device) if any(
-                      fw > 1 for fw in focal_windows) else None,
+        query_index=query_index.to(device),
+        key_index=key_index.to(device),
+        key_mask=key_mask,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
         pooled_offsets=tuple(pooled_offsets))

@@ -61,11 +61,8 @@ class WindowMasks(NamedTuple):
         """Adds the masks of windows ``start:stop`` to ``(n, heads, L, N)``
         logits in place."""
         if self.key is not None:
-            logits += of_windows(self.key, start, stop)[:, None, None]
-        if self.region is not None:
-            region = of_windows(self.region, start, stop)[:, None]
-            logits[..., :region.shape[-1]] += region
-        return logits
+            logits += self._key(start, stop)
+        return self._add_region(logits, start, stop)
 
     def with_bias(self, bias: Tensor, start: int, stop: int) -> Tensor:
         """``bias`` ``(1, heads, L, N)`` plus the masks of windows
@@ -73,10 +70,18 @@ class WindowMasks(NamedTuple):
         are no masks (a fused kernel broadcasts it)."""
         if self.key is None and self.region is None:
             return bias
-        if self.key is None:
-            return self.add_to(bias.repeat(stop - start, 1, 1, 1), start, stop)
-        out = bias + of_windows(self.key, start, stop)[:, None, None]
-        return WindowMasks(region=self.region).add_to(out, start, stop)
+        out = bias.repeat(stop - start, 1, 1, 1) if self.key is None \
+            else bias + self._key(start, stop)
+        return self._add_region(out, start, stop)
+
+    def _key(self, start: int, stop: int) -> Tensor:
+        return of_windows(self.key, start, stop)[:, None, None]
+
+    def _add_region(self, logits: Tensor, start: int, stop: int) -> Tensor:
+        if self.region is not None:
+            region = of_windows(self.region, start, stop)[:, None]
+            logits[..., :region.shape[-1]] += region
+        return logits
 
 
 def gather_windows(table: Tensor, rows: Tensor, num: int,
@@ -94,6 +99,14 @@ def windows_to_rows(x: Tensor) -> Tensor:
 # attend(q, k, v, start, stop): attention of the (n, heads, L, d) queries of
 # windows start:stop over their (n, heads, N, d) keys and values.
 Attend = Callable[[Tensor, Tensor, Tensor, int, int], Tensor]
+
+
+def attention_weights(q: Tensor, k: Tensor, bias: Tensor, masks: WindowMasks,
+                      start: int, stop: int) -> Tensor:
+    """``softmax(q k^T + bias + masks)`` of windows ``start:stop`` from
+    scaled queries (the masks go in place: no second logits-sized tensor)."""
+    logits = torch.add(q @ k.transpose(-2, -1), bias)
+    return masks.add_to(logits, start, stop).softmax(-1)
 
 
 def attend_chunks(queries: Tensor, keys: Tensor, values: Tensor,
@@ -132,8 +145,8 @@ class ChunkedWindowAttention(torch.autograd.Function):
     Inputs are the token tables (queries ``(B * HW, heads * d)``, keys and
     values ``(B * T, heads * d)``), the position bias ``(1, heads, L, N)``,
     the constant :class:`WindowMasks`, the table row of every query and key
-    slot (window by window) and the chunks of :func:`window_chunks`. Returns
-    the outputs as rows of the query table.
+    slot (``(B * nW, L)`` and ``(B * nW, N)``) and the chunks of
+    :func:`window_chunks`. Returns the outputs as rows of the query table.
     """
 
     @staticmethod
@@ -178,13 +191,10 @@ class ChunkedWindowAttention(torch.autograd.Function):
 
 
 def _chunk_rows(query_rows: Tensor, key_rows: Tensor, chunks: Chunks):
-    """Each chunk with the rows of its query and key slots."""
-    num_windows = chunks[-1][1]
-    L = query_rows.numel() // num_windows
-    N = key_rows.numel() // num_windows
+    """Each chunk with the rows of its query and key slots, flat."""
     for start, stop in chunks:
-        yield (start, stop, query_rows[start * L:stop * L],
-               key_rows[start * N:stop * N])
+        yield (start, stop, query_rows[start:stop].view(-1),
+               key_rows[start:stop].view(-1))
 
 
 def _chunk_weights(queries, keys, bias, masks, q_rows, k_rows, heads, scale,
@@ -194,5 +204,4 @@ def _chunk_weights(queries, keys, bias, masks, q_rows, k_rows, heads, scale,
     n = stop - start
     q = gather_windows(queries, q_rows, n, heads) * scale
     k = gather_windows(keys, k_rows, n, heads)
-    attn = masks.add_to(torch.add(q @ k.transpose(-2, -1), bias), start, stop)
-    return q, k, attn.softmax(-1)
+    return q, k, attention_weights(q, k, bias, masks, start, stop)

@@ -11,9 +11,9 @@ inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
 after warm-up; images/s come from the median step, the ratio is the median
 of the per-repeat ratios (each Focal step against the Swin step right after
 it), so machine noise hits both alike: read the ratio, not the absolute
-numbers. Peak memory is CUDA's allocator
-peak on GPU; on CPU it is the peak resident memory of a fresh child process
-per model and case, less what the process held before the forward.
+numbers. Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak
+resident memory of a fresh child process per model and case, less what the
+process held before the forward.
 """
 import argparse
 import json
