@@ -1,12 +1,15 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
-"""Bridges to the official Focal Transformer release.
+"""Bridges to the official Focal Transformer release, both families:
+Focal (``classification/focal_transformer.py``, "version 1") and Focal-fast
+(``classification/focal_transformer_v2.py``, "version 2").
 
 - :func:`official_to_backbone` / :func:`official_to_mmpretrain` convert an
-  official state dict (``classification/focal_transformer.py`` key names) to
-  this project's :class:`~focal_mm.models.FocalTransformer` backbone or to an
-  mmpretrain ``ImageClassifier`` built on it.
-- :func:`mmpretrain_model_cfg` turns the official constructor arguments into
-  the equivalent mmpretrain model config.
+  official state dict of either family (recognised by its keys) to this
+  project's backbone (:class:`~focal_mm.models.FocalTransformer` or
+  :class:`~focal_mm.models.FocalFastTransformer`) or to an mmpretrain
+  ``ImageClassifier`` built on it.
+- :func:`mmpretrain_model_cfg` turns the official constructor arguments of
+  either family into the equivalent mmpretrain model config.
 """
 import re
 from collections import OrderedDict
@@ -14,11 +17,12 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
-# Buffers the official model keeps in its state dict: index tables and masks
-# that this project computes for each input size instead.
+# Buffers the official models (both families) keep in their state dicts:
+# index tables, coordinates and masks that this project computes for each
+# input size instead.
 OFFICIAL_BUFFERS = re.compile(
     r'(relative_position_index(_\d+)?|valid_ind_rolled|valid_ind_unfold_\d+'
-    r'|attn_mask)$')
+    r'|attn_mask|window_coords|topk_cloest_(indice|coords)_\d+)$')
 
 # (official pattern, project replacement), applied in order; the first match
 # wins. ``{last}`` is the index of the last stage.
@@ -46,6 +50,9 @@ _KEY_RULES = [
      r'stages.\1.blocks.\2.attn.\3.'),
     (r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.(relative_position_bias_table'
      r'(_to_neighbors|_to_windows\.\d+)?)$', r'stages.\1.blocks.\2.attn.\3'),
+    # Focal-fast: the position-bias MLP of every attention level.
+    (r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.coord2rpb_all\.(\d+)\.',
+     r'stages.\1.blocks.\2.attn.bias_mlps.\3.'),
     (r'^norm\.', 'norm{last}.'),
 ]
 
@@ -53,6 +60,11 @@ _KEY_RULES = [
 def is_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether the keys are those of the official model."""
     return any(k.startswith('layers.0.blocks.') for k in state_dict)
+
+
+def official_version(state_dict: Mapping[str, torch.Tensor]) -> int:
+    """2 for a Focal-fast state dict (position-bias MLPs), else 1."""
+    return 2 if any('.attn.coord2rpb_all.' in k for k in state_dict) else 1
 
 
 def _num_stages(state_dict: Mapping[str, torch.Tensor]) -> int:
@@ -106,10 +118,12 @@ def _convert(state_dict, key_fn) -> 'OrderedDict[str, torch.Tensor]':
 def official_to_backbone(
     state_dict: Mapping[str,
                         torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
-    """Converts an official state dict to :class:`FocalTransformer` keys.
+    """Converts an official state dict of either family to the keys of
+    :class:`FocalTransformer` / :class:`FocalFastTransformer` (the same
+    skeleton; see :func:`official_version` for which one).
 
-    The classification head and the official index buffers are dropped; the
-    final ``norm`` becomes the last stage's output norm.
+    The classification head and the official per-size buffers are dropped;
+    the final ``norm`` becomes the last stage's output norm.
     """
     return _convert(state_dict, backbone_key)
 
@@ -119,11 +133,13 @@ def official_to_mmpretrain(
                         torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Converts an official state dict to the keys of the mmpretrain
     ``ImageClassifier`` that :func:`mmpretrain_model_cfg` describes
-    (``backbone.*``, ``head.fc.*``); index buffers are dropped."""
+    (``backbone.*``, ``head.fc.*``), for either family; the per-size
+    buffers are dropped."""
     return _convert(state_dict, mmpretrain_key)
 
 
-# Official constructor defaults (classification/focal_transformer.py).
+# Official constructor defaults (classification/focal_transformer.py; the
+# Focal-fast constructor adds focal_topK).
 OFFICIAL_DEFAULTS = dict(
     img_size=224,
     patch_size=4,
@@ -154,22 +170,28 @@ OFFICIAL_DEFAULTS = dict(
     use_layerscale=False,
     layerscale_value=1e-4,
     use_pre_norm=False)
+OFFICIAL_DEFAULTS_V2 = dict(OFFICIAL_DEFAULTS, focal_topK=64)
+VERSIONS = (1, 2)
 
 
-def backbone_kwargs(official_kwargs: Mapping) -> Dict:
-    """:class:`FocalTransformer` arguments equivalent to an official
-    ``FocalTransformer(**official_kwargs)`` (without its head)."""
-    unknown = set(official_kwargs) - set(OFFICIAL_DEFAULTS)
+def backbone_kwargs(official_kwargs: Mapping, version: int = 1) -> Dict:
+    """Backbone arguments equivalent to an official
+    ``FocalTransformer(**official_kwargs)`` (without its head): of
+    :class:`FocalTransformer` for version 1, of
+    :class:`FocalFastTransformer` for version 2 (Focal-fast)."""
+    if version not in VERSIONS:
+        raise ValueError(f'version must be one of {VERSIONS}, got {version!r}')
+    defaults = OFFICIAL_DEFAULTS if version == 1 else OFFICIAL_DEFAULTS_V2
+    unknown = set(official_kwargs) - set(defaults)
     if unknown:
-        raise ValueError(f'Unknown official arguments: {sorted(unknown)}')
-    cfg = {**OFFICIAL_DEFAULTS, **official_kwargs}
+        raise ValueError(f'Unknown official arguments (version {version}): '
+                         f'{sorted(unknown)}')
+    cfg = {**defaults, **official_kwargs}
     if not cfg['patch_norm']:
         raise ValueError('patch_norm=False is not supported: every released '
                          'model normalises its patch embeddings')
-    # expand_stages is accepted but unused by the official model.
     depths = tuple(cfg['depths'])
-    return dict(
-        type='FocalTransformer',
+    common = dict(
         arch=dict(
             embed_dims=cfg['embed_dim'],
             depths=depths,
@@ -180,11 +202,8 @@ def backbone_kwargs(official_kwargs: Mapping) -> Dict:
         window_size=cfg['window_size'],
         mlp_ratio=cfg['mlp_ratio'],
         focal_levels=tuple(cfg['focal_levels']),
-        focal_windows=tuple(cfg['focal_windows']),
         focal_stages=tuple(cfg['focal_stages']),
         focal_pool=cfg['focal_pool'],
-        expand_sizes=tuple(cfg['expand_sizes']),
-        expand_layer=cfg['expand_layer'],
         use_shift=cfg['use_shift'],
         use_conv_embed=cfg['use_conv_embed'],
         use_pre_norm=cfg['use_pre_norm'],
@@ -198,11 +217,26 @@ def backbone_kwargs(official_kwargs: Mapping) -> Dict:
         drop_path_rate=cfg['drop_path_rate'],
         with_cp=cfg['use_checkpoint'],
         out_indices=(len(depths) - 1, ))
+    if version == 2:
+        # Focal-fast's attention uses neither the focal windows nor the
+        # fine surroundings (expand_*): they build nothing there.
+        return dict(
+            type='FocalFastTransformer',
+            **common,
+            focal_topk=cfg['focal_topK'])
+    # expand_stages is accepted but unused by the official model.
+    return dict(
+        type='FocalTransformer',
+        **common,
+        focal_windows=tuple(cfg['focal_windows']),
+        expand_sizes=tuple(cfg['expand_sizes']),
+        expand_layer=cfg['expand_layer'])
 
 
-def mmpretrain_model_cfg(official_kwargs: Mapping) -> Dict:
+def mmpretrain_model_cfg(official_kwargs: Mapping, version: int = 1) -> Dict:
     """The mmpretrain ``ImageClassifier`` config equivalent to an official
-    ``FocalTransformer(**official_kwargs)``.
+    ``FocalTransformer(**official_kwargs)`` of ``version`` 1 (Focal,
+    ``focal_transformer.py``) or 2 (Focal-fast, ``focal_transformer_v2.py``).
 
     Example:
         >>> from mmpretrain.models import build_classifier
@@ -210,7 +244,7 @@ def mmpretrain_model_cfg(official_kwargs: Mapping) -> Dict:
         ...                                 focal_levels=[2, 2, 2, 2]))
         >>> model = build_classifier(cfg)
     """
-    backbone = backbone_kwargs(official_kwargs)
+    backbone = backbone_kwargs(official_kwargs, version)
     num_classes = official_kwargs.get('num_classes',
                                       OFFICIAL_DEFAULTS['num_classes'])
     embed_dims = backbone['arch']['embed_dims']

@@ -1,20 +1,81 @@
-"""Shared fixtures: where the reference data lives, and the default scope."""
+"""Shared fixtures: the reference data of both official families, and a log
+capture.
+
+Two sets of reference outputs of the official models exist for each family
+(``focal_v1``: Focal, ``focal_v2``: Focal-fast):
+
+- the compact set in ``tests/data/reference/<family>`` (a few cases that
+  cover each family's options, made by ``tests/data/reference/make_compact.py``
+  from the full set), always present in the repository;
+- the full set in ``shared/reference/<family>`` beside the repository (or
+  ``$FOCAL_MM_SHARED/reference``), which the project's own machines and CI
+  have. When it is there its cases run too; ``FOCAL_MM_FULL_REFERENCE=1``
+  (set by ``.ci/run``) makes its absence a failure.
+
+Missing data is never a skip: a case or file that cannot be found fails the
+test that asked for it, saying what is missing.
+"""
 import ast
 import json
 import os
 from pathlib import Path
+from typing import Dict, List
 
 import pytest
+import torch
+from reference_cases import COMPACT_CASES, FULL_CASES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPACT_ROOT = REPO_ROOT / 'tests' / 'data' / 'reference'
 SHARED = Path(os.environ.get('FOCAL_MM_SHARED', REPO_ROOT.parent / 'shared'))
-REFERENCE_DIR = SHARED / 'reference' / 'focal_v1'
+FULL_ROOT = SHARED / 'reference'
+FAMILIES = ('focal_v1', 'focal_v2')
+REQUIRE_FULL = os.environ.get('FOCAL_MM_FULL_REFERENCE') == '1'
 
 
-def official_architectures() -> dict:
-    """The six released ImageNet variants: constructor arguments, parameter
-    counts and state-dict keys (official_architectures.json)."""
-    with open(REFERENCE_DIR / 'official_architectures.json') as f:
+def full_set_present() -> bool:
+    return all((FULL_ROOT / family).is_dir() for family in FAMILIES)
+
+
+def case_ids(family: str) -> List[str]:
+    """Test ids of the cases to run: ``compact/<name>`` always, and
+    ``full/<name>`` when the full set is beside the repository."""
+    ids = [f'compact/{name}' for name in COMPACT_CASES[family]]
+    if full_set_present():
+        ids += [f'full/{name}' for name in FULL_CASES[family]]
+    return ids
+
+
+def case_path(case_id: str, family: str) -> Path:
+    where, name = case_id.split('/')
+    root = COMPACT_ROOT if where == 'compact' else FULL_ROOT
+    return root / family / f'{name}.pt'
+
+
+def load_case(case_id: str, family: str = 'focal_v1') -> Dict:
+    """A reference case by id (``compact/NAME``, ``full/NAME``) or bare name
+    (the compact copy if there is one, else the full set's)."""
+    if '/' not in case_id:
+        where = 'compact' if case_id in COMPACT_CASES[family] else 'full'
+        case_id = f'{where}/{case_id}'
+    path = case_path(case_id, family)
+    if not path.is_file():
+        hint = ('it is part of the repository: restore tests/data'
+                if case_id.startswith('compact/') else
+                f'the full reference set is expected at {FULL_ROOT} '
+                '(or set FOCAL_MM_SHARED)')
+        pytest.fail(f'Reference case {case_id} of {family} is missing: no '
+                    f'{path} ({hint})')
+    return torch.load(path, weights_only=True)
+
+
+def official_architectures(family: str = 'focal_v1') -> Dict:
+    """The released ImageNet variants of a family: constructor arguments,
+    parameter counts, the official FLOPs and state-dict keys."""
+    path = COMPACT_ROOT / family / 'official_architectures.json'
+    if not path.is_file():
+        pytest.fail(f'{path} is missing (part of the repository)')
+    with open(path) as f:
         archs = json.load(f)
     for arch in archs.values():
         for key in ('config', 'keys'):
@@ -23,13 +84,24 @@ def official_architectures() -> dict:
     return archs
 
 
-ARCHS = official_architectures() if REFERENCE_DIR.is_dir() else {}
-
-
 def pytest_configure(config):
     config.addinivalue_line(
         'markers',
         'slow: full-size models or training loops (still run in CI)')
+
+
+def pytest_report_header(config):
+    if full_set_present():
+        return f'reference data: compact set and full set ({FULL_ROOT})'
+    return ('reference data: compact set only (no full set at '
+            f'{FULL_ROOT})')
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_FULL and not full_set_present():
+        raise pytest.UsageError(
+            'FOCAL_MM_FULL_REFERENCE=1 but the full reference set is not at '
+            f'{FULL_ROOT} (expected {", ".join(FAMILIES)} there)')
 
 
 class LogCapture:
@@ -63,3 +135,6 @@ def mm_log():
     capture.watch(MMLogger.get_current_instance())
     yield capture
     capture.close()
+
+
+ARCHS = official_architectures('focal_v1')

@@ -7,7 +7,7 @@ from mmpretrain.registry import MODELS
 from focal_mm import FocalTransformer
 from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
                                official_to_backbone)
-from conftest import ARCHS, REFERENCE_DIR
+from conftest import ARCHS, load_case
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
@@ -90,8 +90,7 @@ def test_with_cp_gives_same_outputs_and_gradients():
 
 
 def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
-    case = torch.load(
-        REFERENCE_DIR / 'tiny_shape_256x352.pt', weights_only=True)
+    case = load_case('odd_228x260')
     path = tmp_path / 'focal-official.pth'
     # As released: under 'model', here also with DataParallel prefixes.
     torch.save(
@@ -124,7 +123,7 @@ def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
 
 def test_pretrained_tables_resized_and_missing_neighbours_reported(
         tmp_path, mm_log):
-    case = torch.load(REFERENCE_DIR / 'tiny_shape_224.pt', weights_only=True)
+    case = load_case('pool_conv_224')
     path = tmp_path / 'focal.pth'
     torch.save({'model': case['state_dict']}, path)
     cfg = mmpretrain_model_cfg(case['config'])['backbone']
@@ -147,3 +146,32 @@ def test_pretrained_tables_resized_and_missing_neighbours_reported(
     assert abs(new[0, 0] - old[0, 0]) < 0.5 * old.abs().max()
     outs = model(torch.randn(1, 3, 96, 96))
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_official_mode_shrinks_windows_to_maps_that_fit():
+    """As the official model: a block whose training-size map fits in one
+    window takes the map's side as window (no surroundings, no shift)."""
+    model = FocalTransformer(arch=TINY, img_size=(112, 160), use_shift=True)
+    windows = [[b.attn.window_size for b in stage.blocks]
+               for stage in model.stages]
+    # Stage maps 28 x 40, 14 x 20, 7 x 10, 3 x 5.
+    assert windows == [[7], [7], [7, 7], [3]]
+    last = model.stages[3].blocks[0].attn
+    assert last.expand_size == 0 and last.shift_size == 0
+    assert model.stages[2].blocks[1].attn.shift_size == 0  # 7 x 10 fits
+    assert model.stages[1].blocks[0].attn.expand_size == 3
+    out = model(torch.randn(1, 3, 112, 160))[-1]
+    assert out.shape == (1, 128, 3, 5)
+
+
+def test_official_mode_drops_odd_rows_dense_mode_pads():
+    """Official mode: the strided convolutions drop the last row / column of
+    an odd map (official code); dense mode pads the bottom-right corner."""
+    shapes = {}
+    for img_size in (None, (228, 260)):
+        model = FocalTransformer(arch=TINY, img_size=img_size).eval()
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, 228, 260))
+        shapes[img_size] = [tuple(o.shape[2:]) for o in outs]
+    assert shapes[(228, 260)] == [(57, 65), (28, 32), (14, 16), (7, 8)]
+    assert shapes[None] == [(57, 65), (29, 33), (15, 17), (8, 9)]

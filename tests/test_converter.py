@@ -8,7 +8,7 @@ import torch
 from mmpretrain.registry import MODELS
 
 from focal_mm.official import mmpretrain_model_cfg
-from conftest import REFERENCE_DIR, REPO_ROOT
+from conftest import REPO_ROOT, load_case
 
 SCRIPT = REPO_ROOT / 'tools' / 'model_converters' / 'focal2mm.py'
 
@@ -22,9 +22,7 @@ def convert(*args):
 
 @pytest.fixture(scope='module')
 def case():
-    return torch.load(
-        REFERENCE_DIR / 'conv_embed_prenorm_layerscale_224.pt',
-        weights_only=True)
+    return load_case('conv_embed_prenorm_layerscale_224')
 
 
 def test_classifier_conversion_gives_official_logits(tmp_path, case):

@@ -1,7 +1,8 @@
 """The backbone reproduces the official model on every reference case.
 
-Each case of ``shared/reference/focal_v1`` holds an official model's weights,
-inputs and outputs. The model is built through ``mmpretrain_model_cfg`` and
+Each reference case (the compact set in ``tests/data/reference`` and, where
+it is present, the full set in ``shared/reference``; see ``conftest.py``)
+holds an official model's weights, inputs and outputs. The model is built through ``mmpretrain_model_cfg`` and
 loaded through ``official_to_mmpretrain`` (strictly, apart from the official
 index buffers), then compared in float64 (logits and stage features within
 1e-6 relative, gradients within 1e-4) and float32 (1e-4).
@@ -15,19 +16,16 @@ from mmpretrain.registry import MODELS
 import focal_mm  # noqa: F401
 from focal_mm.official import (OFFICIAL_BUFFERS, mmpretrain_key,
                                mmpretrain_model_cfg, official_to_mmpretrain)
-from conftest import REFERENCE_DIR
+from conftest import (COMPACT_CASES, FULL_CASES, FULL_ROOT, case_ids,
+                      full_set_present, load_case)
 
-CASES = sorted(p.stem for p in REFERENCE_DIR.glob('*.pt'))
+CASES = case_ids('focal_v1')
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     expected = expected.double()
     return ((actual.double() - expected).norm() /
             expected.norm().clamp_min(1e-300)).item()
-
-
-def load_case(name):
-    return torch.load(REFERENCE_DIR / f'{name}.pt', weights_only=True)
 
 
 def build_official_equivalent(case):
@@ -54,7 +52,14 @@ def run_with_stages(model, images):
 
 
 def test_reference_cases_present():
-    assert len(CASES) == 13, CASES
+    """Every expected case is there, and no unexpected one (a case added to
+    the data must be added to the tests)."""
+    for family in ('focal_v1', 'focal_v2'):
+        for name in COMPACT_CASES[family]:
+            load_case(f'compact/{name}', family)  # fails naming what is missing
+        if full_set_present():
+            found = sorted(p.stem for p in (FULL_ROOT / family).glob('*.pt'))
+            assert found == FULL_CASES[family], (family, found)
 
 
 @pytest.mark.parametrize('name', CASES)
@@ -96,11 +101,14 @@ def test_float32_matches_official(name):
         assert rel_err(ours, ref) < 1e-4
 
 
-GRAD_CASES = [n for n in CASES if 'grads' in load_case(n)]
+GRAD_CASES = [
+    c for c in CASES if c.split('/')[1] in ('pool_conv_224', 'tiny_shape_224')
+]
 
 
-def test_gradient_cases_present():
-    assert GRAD_CASES == ['pool_conv_224', 'tiny_shape_224']
+@pytest.mark.parametrize('name', GRAD_CASES)
+def test_gradient_cases_have_gradients(name):
+    assert 'grads' in load_case(name)
 
 
 @pytest.mark.parametrize('name', GRAD_CASES)

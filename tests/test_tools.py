@@ -11,8 +11,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from focal_mm.official import mmpretrain_model_cfg
 from focal_mm.synthetic_data import make_ade20k, make_coco, make_imagenet
-from conftest import ARCHS, REFERENCE_DIR, REPO_ROOT
+from conftest import ARCHS, REPO_ROOT, load_case
 from toy_configs import toy_classification, toy_segmentation
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def test_segmentation_train_test_infer(tmp_path):
 
 def test_converted_official_classifier_through_tools(tmp_path):
     """focal2mm -> tools/test.py on an ImageNet config, end to end."""
-    case = torch.load(REFERENCE_DIR / 'tiny_shape_224.pt', weights_only=True)
+    case = load_case('conv_embed_prenorm_layerscale_224')
     official = tmp_path / 'official.pth'
     torch.save({'model': case['state_dict']}, official)
     converted = tmp_path / 'converted.pth'
@@ -113,12 +114,10 @@ def test_converted_official_classifier_through_tools(tmp_path):
         root,
         str(tmp_path / 'work'),
         size_factor=1.)
-    official_cfg = case['config']
-    cfg.model.backbone.arch = dict(
-        embed_dims=official_cfg['embed_dim'],
-        depths=official_cfg['depths'],
-        num_heads=official_cfg['num_heads'])
-    cfg.model.head.update(num_classes=10, in_channels=256)
+    model_cfg = mmpretrain_model_cfg(case['config'])
+    cfg.model.backbone = model_cfg['backbone']
+    cfg.model.head.update(
+        num_classes=10, in_channels=model_cfg['head']['in_channels'])
     cfg.data_preprocessor.num_classes = 10
     config = tmp_path / 'cls.py'
     cfg.dump(str(config))

@@ -1,5 +1,6 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 from .focal_attention import FocalAttention
-from .focal_transformer import FocalBlock, FocalTransformer
+from .focal_backbone import FocalBackbone, FocalBlock
+from .focal_transformer import FocalTransformer
 
-__all__ = ['FocalAttention', 'FocalBlock', 'FocalTransformer']
+__all__ = ['FocalAttention', 'FocalBackbone', 'FocalBlock', 'FocalTransformer']
