@@ -5,4 +5,5 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.2,
-        init_cfg=dict(checkpoint='checkpoints/focal-small-is224-ws7.pth')))
+        init_cfg=dict(
+            checkpoint=_base_.focal_in1k_url + 'focal-small-is224-ws7.pth')))

@@ -4,5 +4,6 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.3,
-        init_cfg=dict(checkpoint='checkpoints/focal-base-is224-ws7.pth')),
+        init_cfg=dict(
+            checkpoint=_base_.focal_in1k_url + 'focal-base-is224-ws7.pth')),
     neck=dict(in_channels=[256, 512, 1024]))

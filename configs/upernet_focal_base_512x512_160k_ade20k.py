@@ -5,6 +5,7 @@ model = dict(
     backbone=dict(
         arch='base',
         init_cfg=dict(
-            checkpoint='checkpoints/focal-base-useconv-is224-ws7.pth')),
+            checkpoint=_base_.focal_in1k_url +
+            'focal-base-useconv-is224-ws7.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

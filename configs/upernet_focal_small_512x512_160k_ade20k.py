@@ -5,4 +5,5 @@ model = dict(
     backbone=dict(
         arch='small',
         init_cfg=dict(
-            checkpoint='checkpoints/focal-small-useconv-is224-ws7.pth')))
+            checkpoint=_base_.focal_in1k_url +
+            'focal-small-useconv-is224-ws7.pth')))

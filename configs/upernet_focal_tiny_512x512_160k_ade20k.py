@@ -7,7 +7,7 @@
 # Paper: 45.8 mIoU (47.0 multi-scale), 62 M parameters.
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_'
-    'ade20k-512x512.py'
+    'ade20k-512x512.py', './_base_/focal_in1k_checkpoints.py'
 ]
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook')]  # --resume continues exactly
@@ -22,7 +22,8 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/focal-tiny-useconv-is224-ws7.pth')),
+            checkpoint=_base_.focal_in1k_url +
+            'focal-tiny-useconv-is224-ws7.pth')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))
 optim_wrapper = dict(

@@ -78,7 +78,8 @@ def official_architectures(family: str = 'focal_v1') -> Dict:
     with open(path) as f:
         archs = json.load(f)
     for arch in archs.values():
-        for key in ('config', 'keys'):
+        # One file stores values as Python literals in strings.
+        for key in ('config', 'keys', 'params', 'official_flops'):
             if isinstance(arch[key], str):
                 arch[key] = ast.literal_eval(arch[key])
     return archs
@@ -138,3 +139,4 @@ def mm_log():
 
 
 ARCHS = official_architectures('focal_v1')
+ARCHS_V2 = official_architectures('focal_v2')

@@ -7,15 +7,17 @@ from mmpretrain.registry import MODELS
 from focal_mm import FocalTransformer
 from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
                                official_to_backbone)
-from conftest import ARCHS, load_case
+from conftest import ARCHS, ARCHS_V2, load_case
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
 
-@pytest.mark.parametrize('name', sorted(ARCHS))
-def test_parameter_count_and_keys_equal_official(name):
-    arch = ARCHS[name]
-    model = MODELS.build(mmpretrain_model_cfg(arch['config']))
+@pytest.mark.parametrize(
+    'version, name', [(1, name) for name in sorted(ARCHS)] +
+    [(2, name) for name in sorted(ARCHS_V2)])
+def test_parameter_count_and_keys_equal_official(version, name):
+    arch = (ARCHS if version == 1 else ARCHS_V2)[name]
+    model = MODELS.build(mmpretrain_model_cfg(arch['config'], version))
     assert sum(p.numel() for p in model.parameters()) == arch['params']
     ours = model.state_dict()
     converted = set()

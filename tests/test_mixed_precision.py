@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from test_official_equivalence import (CASES, build_official_equivalent,
-                                       load_case, rel_err, run_with_stages)
+                                       rel_err, run_with_stages)
+from conftest import load_case
 
 
-@pytest.mark.parametrize('name', CASES)
-def test_bf16_autocast_close_to_float32(name):
-    case = load_case(name)
-    model = build_official_equivalent(case).eval()
+@pytest.mark.parametrize('family, case_id', CASES)
+def test_bf16_autocast_close_to_float32(family, case_id):
+    case = load_case(case_id, family)
+    model = build_official_equivalent(case, family).eval()
     with torch.no_grad():
         ref_logits, ref_stages = run_with_stages(model, case['input'])
         with torch.autocast('cpu', dtype=torch.bfloat16):

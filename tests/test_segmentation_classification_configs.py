@@ -9,7 +9,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from focal_mm.synthetic_data import make_ade20k, make_imagenet
-from conftest import ARCHS, REPO_ROOT
+from conftest import ARCHS, ARCHS_V2, REPO_ROOT
 from toy_configs import toy_classification, toy_segmentation
 
 CONFIG_DIR = REPO_ROOT / 'configs'
@@ -23,6 +23,10 @@ CLS_CONFIGS = {  # config -> official variant
     f'focal_{arch}{conv}_in1k': f'{arch}{conv}'
     for arch in ('tiny', 'small', 'base')
     for conv in ('', '_useconv')
+}
+FAST_CLS_CONFIGS = {  # Focal-fast config -> official variant
+    f'focal_fast_{arch}_in1k': f'{arch}_useconv'
+    for arch in ('tiny', 'small', 'base')
 }
 
 
@@ -46,11 +50,13 @@ def test_upernet_parameter_count_matches_paper(name):
     assert abs(params - SEG_PARAMS[name]) / SEG_PARAMS[name] < 0.02
 
 
-@pytest.mark.parametrize('name', sorted(CLS_CONFIGS))
+@pytest.mark.parametrize('name',
+                         sorted(CLS_CONFIGS) + sorted(FAST_CLS_CONFIGS))
 def test_classifier_parameter_count_equals_official(name):
     cfg = Config.fromfile(str(CONFIG_DIR / f'{name}.py'))
-    assert count(build('mmpretrain',
-                       cfg)) == ARCHS[CLS_CONFIGS[name]]['params']
+    official = ARCHS_V2[FAST_CLS_CONFIGS[name]] if name in FAST_CLS_CONFIGS \
+        else ARCHS[CLS_CONFIGS[name]]
+    assert count(build('mmpretrain', cfg)) == official['params']
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +82,9 @@ def train_and_validate(cfg: Config) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', sorted(SEG_PARAMS))
+@pytest.mark.parametrize(
+    'name',
+    sorted(SEG_PARAMS) + ['upernet_focal_fast_tiny_512x512_160k_ade20k'])
 def test_upernet_trains_and_evaluates(name, ade_root, tmp_path):
     metrics = train_and_validate(
         toy_segmentation(
@@ -86,7 +94,8 @@ def test_upernet_trains_and_evaluates(name, ade_root, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', sorted(CLS_CONFIGS))
+@pytest.mark.parametrize('name',
+                         sorted(CLS_CONFIGS) + ['focal_fast_tiny_in1k'])
 def test_classifier_trains_and_evaluates(name, imagenet_root, tmp_path):
     metrics = train_and_validate(
         toy_classification(

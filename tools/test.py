@@ -12,6 +12,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import focal_mm  # noqa: F401  (registers the modules; checkpoint loading fix)
+from focal_mm.models.pretrained import checkpoint_to_test
 from focal_mm.runner_config import (add_launcher_args, export_local_rank,
                                     load_config)
 
@@ -19,7 +20,10 @@ from focal_mm.runner_config import (add_launcher_args, export_local_rank,
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file or URL: a trained or converted model, or for '
+        'an ImageNet config the official release file itself')
     parser.add_argument('--work-dir', help='where to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to a .pkl')
     parser.add_argument(
@@ -62,7 +66,9 @@ def _enable_tta(cfg: Config) -> None:
 def build_config(args) -> Config:
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
-    cfg.load_from = args.checkpoint
+    # Official release files are converted; URLs downloaded once, safely.
+    cfg.load_from = checkpoint_to_test(args.checkpoint, cfg.work_dir,
+                                       cfg.model.type)
     if args.show_dir:
         _enable_visualization(cfg, args.show_dir)
     if args.tta:

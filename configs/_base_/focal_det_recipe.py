@@ -1,6 +1,7 @@
 # Shared pieces of the Focal Transformer detection recipes (paper §4, the
 # Swin-style recipe the authors followed). Detector configs pick them up as
 # {{_base_.name}}.
+_base_ = './focal_in1k_checkpoints.py'  # focal_in1k_url
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
 # Generator states in checkpoints: --resume continues exactly.
 custom_hooks = [dict(type='RNGStateHook')]
@@ -18,11 +19,31 @@ focal_det_backbone = dict(
     drop_path_rate=0.2,
     out_indices=(0, 1, 2, 3),
     init_cfg=dict(
-        type='Pretrained', checkpoint='checkpoints/focal-tiny-is224-ws7.pth'))
+        type='Pretrained',
+        checkpoint=_base_.focal_in1k_url + 'focal-tiny-is224-ws7.pth'))
 
 # For necks that start at stage 2 (RetinaNet, ATSS, RepPoints): no stage-1
 # output norm is built, so distributed training has no unused parameters.
 focal_det_backbone_3stages = dict(focal_det_backbone, out_indices=(1, 2, 3))
+
+# Focal-fast-T, from its only release (conv patch embeddings): every window
+# attends its 128 nearest tokens per level at any resolution, so nothing is
+# enlarged for detection.
+focal_fast_det_backbone = dict(
+    _delete_=True,
+    type='FocalFastTransformer',
+    arch='tiny',
+    img_size=None,
+    use_conv_embed=True,
+    focal_topk=128,
+    drop_path_rate=0.2,
+    out_indices=(0, 1, 2, 3),
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint=_base_.focal_in1k_url +
+        'focalv2-tiny-useconv-is224-ws7.pth'))
+focal_fast_det_backbone_3stages = dict(
+    focal_fast_det_backbone, out_indices=(1, 2, 3))
 
 # AdamW 1e-4, weight decay 0.05, none on norms, position tables and biases.
 focal_optim_wrapper = dict(

@@ -1,18 +1,33 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
-"""Loading official or converted checkpoints into a FocalTransformer."""
+"""Loading official or converted checkpoints, local or by URL (downloaded
+once into the torch hub cache), into a FocalTransformer, and preparing the
+checkpoint that tools/test.py evaluates."""
 import logging
 import math
+import os
 import os.path as osp
 import pickle
 import re
+import sys
 from collections import OrderedDict
+from http.client import HTTPException
 from typing import Dict, List
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+# Where the official release keeps its ImageNet-1K checkpoints, RELEASE_URL +
+# RELEASE_FILES (the configs name the same prefix as ``focal_in1k_url`` in
+# configs/_base_/focal_in1k_checkpoints.py). Focal-fast's are
+# focalv2-{tiny,small,base}-useconv-is224-ws7.pth.
+RELEASE_URL = ('https://projects4jw.blob.core.windows.net/model/'
+               'focal-transformer/imagenet1k/')
+RELEASE_FILES = 'focal-{tiny,small,base}[-useconv]-is224-ws7.pth'
 
 
 def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
@@ -95,8 +110,87 @@ def adapt_shapes(model: nn.Module,
 
 def missing_local_file(filename: str) -> bool:
     """True for a local path that does not exist (URLs and ``scheme://``
-    locations are left to mmengine's loaders)."""
+    locations are left to their loaders)."""
     return '://' not in filename and not osp.exists(filename)
+
+
+def is_url(filename: str) -> bool:
+    return filename.startswith(('http://', 'https://'))
+
+
+def _missing_file_message(filename: str) -> str:
+    name = osp.basename(filename)
+    release = re.fullmatch(
+        r'focal(v2)?-(tiny|small|base)(-useconv)?-is224-ws7\.pth', name)
+    where = (f'{RELEASE_URL}{name}' if release else
+             f'{RELEASE_URL}{RELEASE_FILES}')
+    return (f'Checkpoint {filename} does not exist. The official ImageNet-1K '
+            f'weights are at {where}: give the URL as the checkpoint (it is '
+            'downloaded once and cached) or download it to this path; '
+            'init_cfg=None trains from scratch (README, "Official '
+            'checkpoints").')
+
+
+def download_checkpoint(url: str) -> str:
+    """The local copy of a checkpoint URL: downloaded once into
+    ``torch.hub.get_dir()/checkpoints``, as mmengine does, then reused. In a
+    distributed run rank 0 downloads first, the others after a barrier.
+
+    Raises:
+        OSError: naming the URL, when the download fails.
+    """
+    path = osp.join(torch.hub.get_dir(), 'checkpoints',
+                    osp.basename(urlparse(url).path))
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        _download(url, path)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            _download(url, path)  # ranks on other machines
+    return path
+
+
+def _download(url: str, path: str) -> None:
+    if osp.isfile(path):
+        return
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    print_log(f'Downloading {url} to {path}', logger='current')
+    try:
+        # Writes a temporary file and moves it into place when complete.
+        torch.hub.download_url_to_file(
+            url, path, progress=sys.stderr.isatty())
+    except (OSError, HTTPException) as err:
+        raise OSError(f'Could not download checkpoint {url}: {err}') from None
+
+
+def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
+    """Loads a local file or an http(s) URL (downloaded once, see
+    :func:`download_checkpoint`) with ``weights_only=True``; clear errors for
+    missing files, files that carry pickled code and files that cannot be
+    read. ``trust_pickle`` lets the file unpickle arbitrary objects (it runs
+    code from the file)."""
+    if '://' in filename and not is_url(filename):
+        # Other storage (s3://, ...): mmengine's loaders, which call
+        # torch.load with its default (weights_only=True since torch 2.6).
+        return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    if missing_local_file(filename):
+        raise FileNotFoundError(_missing_file_message(filename))
+    local = download_checkpoint(filename) if is_url(filename) else filename
+    source = filename if local == filename else f'{filename} ({local})'
+    try:
+        return torch.load(
+            local, map_location='cpu', weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f'{source} holds pickled Python objects besides tensors, and '
+            'loading them could run code from the file, so it was refused. '
+            'If you trust it, convert it once with '
+            'tools/model_converters/focal2mm.py --trust-pickle.\n'
+            f'(torch said: {str(err).splitlines()[0]})') from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f'Could not read checkpoint {source} (truncated '
+                         f'or corrupt?): {err}') from None
 
 
 # Keys a checkpoint may lack or carry without being of another architecture:
@@ -104,29 +198,6 @@ def missing_local_file(filename: str) -> bool:
 # blocks that fit one window at the classification size (see img_size).
 TOLERATED = re.compile(
     r'^norm\d+\.|relative_position_bias_table_to_neighbors$')
-
-
-def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
-    """Loads a checkpoint with ``weights_only=True``; clear errors for files
-    that carry pickled code or cannot be read. ``trust_pickle`` lets a local
-    file unpickle arbitrary objects (it runs code from the file)."""
-    try:
-        if osp.isfile(filename):
-            return torch.load(
-                filename, map_location='cpu', weights_only=not trust_pickle)
-        # URLs and other storage: mmengine's loaders, which call torch.load
-        # with its default (weights_only=True since torch 2.6).
-        return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f'{filename} holds pickled Python objects besides tensors, and '
-            'loading them could run code from the file, so it was refused. '
-            'If you trust it, convert it once with '
-            'tools/model_converters/focal2mm.py --trust-pickle.\n'
-            f'(torch said: {str(err).splitlines()[0]})') from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f'Could not read checkpoint {filename} (truncated '
-                         f'or corrupt?): {err}') from None
 
 
 def load_pretrained(model: nn.Module, filename: str) -> None:
@@ -175,3 +246,48 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
             level=logging.WARNING)
     else:
         print_log(summary + ': every key matched', logger='current')
+
+
+def checkpoint_to_test(filename: str, work_dir: str, model_type: str) -> str:
+    """The file that ``tools/test.py`` gives mmengine as ``load_from`` for the
+    checkpoint ``filename`` (a local path or an http(s) URL).
+
+    - An official release file, for an ``ImageClassifier`` (``model_type``),
+      is converted with :func:`~focal_mm.official.official_to_mmpretrain`
+      into ``work_dir``.
+    - A checkpoint of a whole model (``backbone.*`` keys: saved by mmengine,
+      or converted by ``tools/model_converters/focal2mm.py``) is used as it
+      is; a URL as its downloaded copy.
+
+    Anything else raises ``ValueError``.
+    """
+    from ..official import is_official_state_dict, official_to_mmpretrain
+    state_dict = extract_state_dict(read_checkpoint(filename))
+    local = download_checkpoint(filename) if is_url(filename) else filename
+    if is_official_state_dict(state_dict):
+        model_type = getattr(model_type, '__name__', str(model_type))
+        if not model_type.endswith('ImageClassifier'):
+            raise ValueError(
+                f'{filename} is an official Focal Transformer release file, '
+                'an ImageNet classifier: test it with a '
+                f'configs/focal_*_in1k.py config, not a {model_type}')
+        converted = {
+            k: v.contiguous()
+            for k, v in official_to_mmpretrain(state_dict).items()
+        }
+        out = osp.join(work_dir, 'mmpretrain_' + osp.basename(local))
+        os.makedirs(work_dir, exist_ok=True)
+        part = f'{out}.{os.getpid()}.part'  # ranks may write at once
+        torch.save({'state_dict': converted}, part)
+        os.replace(part, out)
+        print_log(
+            f'{filename} is an official release file: converted to {out}',
+            logger='current')
+        return out
+    if not any(k.startswith('backbone.') for k in state_dict):
+        raise ValueError(
+            f'{filename} is neither an official Focal Transformer release '
+            'file nor a checkpoint of a whole model (no "backbone." keys; a '
+            'file converted with --backbone-only is for init_cfg, not for '
+            'testing)')
+    return local

@@ -23,7 +23,7 @@ from focal_mm.official import (is_official_state_dict, official_to_backbone,
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official checkpoint (.pth)')
+    parser.add_argument('src', help='official checkpoint (.pth or URL)')
     parser.add_argument('dst', help='where to write the converted file')
     parser.add_argument(
         '--backbone-only',
@@ -40,7 +40,7 @@ def parse_args(argv=None):
 def load_official(path: str, trust_pickle: bool = False) -> dict:
     try:
         checkpoint = read_checkpoint(path, trust_pickle)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # OSError: missing file, download
         raise SystemExit(str(err)) from None
     state_dict = extract_state_dict(checkpoint)
     if not is_official_state_dict(state_dict):
