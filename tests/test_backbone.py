@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmpretrain.registry import MODELS
 
-from focal_mm import FocalTransformer
+from focal_mm import FocalFastTransformer, FocalTransformer
 from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
                                official_to_backbone)
 from conftest import ARCHS, ARCHS_V2, load_case
@@ -41,8 +41,14 @@ def test_arch_zoo(arch, embed_dims, depths):
     assert tuple(settings['depths']) == depths
 
 
-def test_any_input_size_gives_dense_outputs():
-    model = FocalTransformer(arch=TINY, img_size=None).eval()
+# What both families share (FocalBackbone) is tested on both.
+FAMILIES = pytest.mark.parametrize('backbone',
+                                   [FocalTransformer, FocalFastTransformer])
+
+
+@FAMILIES
+def test_any_input_size_gives_dense_outputs(backbone):
+    model = backbone(arch=TINY, img_size=None).eval()
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 97, 131))
     assert [tuple(o.shape) for o in outs] == [(2, 16, 25, 33), (2, 32, 13, 17),
@@ -57,16 +63,18 @@ def test_img_size_none_builds_surroundings_everywhere():
     assert key in dense.state_dict() and key not in cls.state_dict()
 
 
-def test_output_norms_only_for_out_indices():
-    model = FocalTransformer(arch=TINY, out_indices=(1, 2, 3))
+@FAMILIES
+def test_output_norms_only_for_out_indices(backbone):
+    model = backbone(arch=TINY, out_indices=(1, 2, 3))
     assert not hasattr(model, 'norm0')
     assert all(hasattr(model, f'norm{i}') for i in (1, 2, 3))
     outs = model(torch.randn(1, 3, 64, 64))
     assert len(outs) == 3
 
 
-def test_frozen_stages():
-    model = FocalTransformer(arch=TINY, frozen_stages=2)
+@FAMILIES
+def test_frozen_stages(backbone):
+    model = backbone(arch=TINY, frozen_stages=2)
     model.train()
     for name, p in model.named_parameters():
         frozen = name.startswith(
@@ -75,11 +83,11 @@ def test_frozen_stages():
     assert not model.stages[1].training and model.stages[2].training
 
 
-def test_with_cp_gives_same_outputs_and_gradients():
+@FAMILIES
+def test_with_cp_gives_same_outputs_and_gradients(backbone):
     torch.manual_seed(0)
-    plain = FocalTransformer(arch=TINY, img_size=None, drop_path_rate=0.)
-    cp = FocalTransformer(
-        arch=TINY, img_size=None, drop_path_rate=0., with_cp=True)
+    plain = backbone(arch=TINY, img_size=None, drop_path_rate=0.)
+    cp = backbone(arch=TINY, img_size=None, drop_path_rate=0., with_cp=True)
     cp.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 64, 80)
     out_plain, out_cp = plain(x)[-1], cp(x)[-1]
@@ -166,14 +174,43 @@ def test_official_mode_shrinks_windows_to_maps_that_fit():
     assert out.shape == (1, 128, 3, 5)
 
 
-def test_official_mode_drops_odd_rows_dense_mode_pads():
+@FAMILIES
+def test_official_mode_drops_odd_rows_dense_mode_pads(backbone):
     """Official mode: the strided convolutions drop the last row / column of
     an odd map (official code); dense mode pads the bottom-right corner."""
     shapes = {}
     for img_size in (None, (228, 260)):
-        model = FocalTransformer(arch=TINY, img_size=img_size).eval()
+        model = backbone(arch=TINY, img_size=img_size).eval()
         with torch.no_grad():
             outs = model(torch.randn(1, 3, 228, 260))
         shapes[img_size] = [tuple(o.shape[2:]) for o in outs]
     assert shapes[(228, 260)] == [(57, 65), (28, 32), (14, 16), (7, 8)]
     assert shapes[None] == [(57, 65), (29, 33), (15, 17), (8, 9)]
+
+
+def test_official_focal_fast_checkpoint_through_init_cfg(tmp_path, mm_log):
+    """A Focal-fast release file (official keys, per-size buffers, under
+    'model') loads into the dense backbone: every official parameter, and
+    the official features at the official size."""
+    case = load_case('v2_pool_conv_224', 'focal_v2')
+    path = tmp_path / 'focalv2-official.pth'
+    torch.save({'model': case['state_dict']}, path)
+    cfg = mmpretrain_model_cfg(case['config'], version=2)['backbone']
+    assert cfg.pop('type') == 'FocalFastTransformer'
+    cfg.update(
+        img_size=None,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = FocalFastTransformer(**cfg)
+    model.init_weights()
+    assert 'norm0.weight' in mm_log.text()  # dense outputs: not official
+    for key, value in official_to_backbone(case['state_dict']).items():
+        assert torch.equal(model.state_dict()[key], value), key
+    stages = []
+    for stage in model.stages:
+        stage.register_forward_hook(lambda m, i, o: stages.append(o[0]))
+    with torch.no_grad():
+        model.eval()(case['input'])
+    for ours, ref in zip(stages, case['stages']):
+        err = (ours.permute(0, 3, 1, 2) - ref).norm() / ref.norm()
+        assert err < 1e-4

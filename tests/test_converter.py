@@ -25,13 +25,18 @@ def case():
     return load_case('conv_embed_prenorm_layerscale_224')
 
 
-def test_classifier_conversion_gives_official_logits(tmp_path, case):
+@pytest.mark.parametrize('family, name, version',
+                         [('focal_v1', 'conv_embed_prenorm_layerscale_224', 1),
+                          ('focal_v2', 'v2_pool_conv_224', 2)])
+def test_classifier_conversion_gives_official_logits(tmp_path, family, name,
+                                                     version):
+    case = load_case(name, family)
     src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
     torch.save({'model': case['state_dict'], 'epoch': 299}, src)
     result = convert(src, dst)
     assert result.returncode == 0, result.stderr
     state_dict = torch.load(dst, weights_only=True)['state_dict']
-    model = MODELS.build(mmpretrain_model_cfg(case['config']))
+    model = MODELS.build(mmpretrain_model_cfg(case['config'], version))
     model.load_state_dict(state_dict, strict=True)
     model.double().eval()
     with torch.no_grad():

@@ -13,7 +13,7 @@ from PIL import Image
 
 from focal_mm.official import mmpretrain_model_cfg
 from focal_mm.synthetic_data import make_ade20k, make_coco, make_imagenet
-from conftest import ARCHS, REPO_ROOT, load_case
+from conftest import ARCHS, ARCHS_V2, REPO_ROOT, load_case
 from toy_configs import toy_classification, toy_segmentation
 
 pytestmark = pytest.mark.slow
@@ -143,16 +143,20 @@ def test_make_synthetic(tmp_path):
         len(a['segmentation'][0]) >= 6 for a in coco['annotations'])
 
 
-def test_get_flops_counts_focal_attention():
-    """Focal-T at 224 against the official counter's 4.92 G, within 3%."""
-    out = run('analysis/get_flops.py',
-              REPO_ROOT / 'configs' / 'focal_tiny_in1k.py', '--shape', 224,
-              224)
+@pytest.mark.parametrize('config, official', [
+    ('focal_tiny_in1k.py', ARCHS['tiny']),
+    ('focal_fast_tiny_in1k.py', ARCHS_V2['tiny_useconv']),
+])
+def test_get_flops_counts_focal_attention(config, official):
+    """Focal-T and Focal-fast-T at 224 against the official counter (4.92 G,
+    5.32 G), within 3%."""
+    out = run('analysis/get_flops.py', REPO_ROOT / 'configs' / config,
+              '--shape', 224, 224)
     flops = float(out.split('FLOPs: ')[-1].split(' G')[0]) * 1e9
     params = float(out.split('Params: ')[-1].split(' M')[0]) * 1e6
-    official = ARCHS['tiny']['official_flops']
-    assert abs(flops - official) / official < 0.03, flops
-    assert abs(params - ARCHS['tiny']['params']) < 1e3
+    assert abs(flops - official['official_flops']) / \
+        official['official_flops'] < 0.03, flops
+    assert abs(params - official['params']) < 1e3
 
 
 def test_visualize_focal_attention(tmp_path):
@@ -164,3 +168,13 @@ def test_visualize_focal_attention(tmp_path):
               picture)
     assert 'Query (7, 9) of stage 1 block 1' in out
     assert Image.open(picture).width == 320  # drawn at 2x
+
+
+def test_benchmark_times_both_families_against_swin():
+    """Wiring only (one step, no figures asserted): a row per family, with
+    the spread of the paired ratios."""
+    out = run('analysis/benchmark.py', '--cases', 'infer_224', '--repeats',
+              1, '--warmup', 0, '--no-memory')
+    rows = [line for line in out.splitlines() if line.startswith('| infer')]
+    assert [r.split(' | ')[1] for r in rows] == ['Focal-T', 'Focal-fast-T']
+    assert all(len(r.split(' | ')[5].split(' / ')) == 3 for r in rows)

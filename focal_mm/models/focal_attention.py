@@ -13,28 +13,13 @@ from mmengine.registry import MODELS
 from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
                              num_expanded_keys, pooled_extent,
                              relative_position_index)
+from .focal_pooling import (POOL_METHODS, build_pool_layers, centre_start,
+                            check_pool_method, check_pooled_window, pool_map)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
-                               attend_chunks, attention_weights,
-                               fused_attention, gather_windows, window_chunks)
+                               attend_windows, batched_rows, gather_windows,
+                               split_qkv, window_chunks)
 
-POOL_METHODS = ('fc', 'conv', 'mean', 'max', 'none')
-
-
-def _centre_start(length: int, size: int) -> int:
-    """Where a centred span of ``size`` starts in one of ``length``, the
-    smaller half of the difference first (negative: zero padding)."""
-    diff = length - size
-    return diff // 2 if diff >= 0 else -(-diff // 2)
-
-
-def _centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    """Trims or zero-pads ``dim`` of ``x`` to ``size``, centred."""
-    start = _centre_start(x.shape[dim], size)
-    if x.shape[dim] >= size:
-        return x.narrow(dim, start, size)
-    pad = [0, 0] * (x.dim() - dim - 1) + [-start, size - x.shape[dim] + start]
-    return F.pad(x, pad)
-
+__all__ = ['FocalAttention', 'POOL_METHODS', 'ChunkedWindowAttention']
 
 # Attention runs over this many bytes of windows at a time (gathered keys and
 # values or attention weights): the whole map's would be several times the
@@ -58,16 +43,6 @@ class _Tables(NamedTuple):
     input_size: Tuple[int, int, int]  # B, H, W
     padded_size: Tuple[int, int]
     shift: int
-
-
-def _batched_rows(index: torch.Tensor, batch: int,
-                  rows_per_item: int) -> torch.Tensor:
-    """``(nW, n)`` ``index`` repeated for every batch item, offset to its
-    rows: ``(B * nW, n)``."""
-    if batch == 1:
-        return index
-    offsets = torch.arange(batch, device=index.device) * rows_per_item
-    return (offsets[:, None, None] + index[None]).flatten(0, 1)
 
 
 @MODELS.register_module()
@@ -135,9 +110,7 @@ class FocalAttention(BaseModule):
         if not 0 <= shift_size < window_size:
             raise ValueError(f'shift_size must be in [0, window_size='
                              f'{window_size}), got {shift_size}')
-        if pool_method not in POOL_METHODS:
-            raise ValueError(f'pool_method must be one of {POOL_METHODS}, '
-                             f'got {pool_method!r}')
+        check_pool_method(pool_method)
         if focal_level < 1:
             raise ValueError(f'focal_level must be >= 1, got {focal_level}')
         num_pooled = 0 if pool_method == 'none' else focal_level - 1
@@ -146,11 +119,7 @@ class FocalAttention(BaseModule):
                              'when there are pooled levels (an even one '
                              'does not centre the neighbourhood on the '
                              f'window), got {focal_window}')
-        if num_pooled and window_size // 2**(num_pooled - 1) < 1:
-            raise ValueError(
-                f'window_size {window_size} is too small for {focal_level} '
-                f'focal levels: level {num_pooled - 1} pools sub-windows of '
-                f'window_size // 2**{num_pooled - 1} = 0 tokens')
+        check_pooled_window(window_size, num_pooled, focal_level)
 
         self.embed_dims = embed_dims
         self.num_heads = num_heads
@@ -178,23 +147,8 @@ class FocalAttention(BaseModule):
                             (w + pooled_extent(focal_window, k) - 1)**2))
             for k in range(num_pooled)
         ])
-        self.pool_layers = nn.ModuleList()
-        for k in range(num_pooled):
-            sub = w // 2**k
-            if pool_method == 'fc':
-                # Starts as mean pooling over the sub-window.
-                fc = nn.Linear(sub * sub, 1)
-                nn.init.constant_(fc.weight, 1. / (sub * sub))
-                nn.init.zeros_(fc.bias)
-                self.pool_layers.append(fc)
-            elif pool_method == 'conv':
-                self.pool_layers.append(
-                    nn.Conv2d(
-                        embed_dims,
-                        embed_dims,
-                        sub,
-                        stride=sub,
-                        groups=embed_dims))
+        self.pool_layers = build_pool_layers(pool_method, embed_dims, w,
+                                             num_pooled)
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop_rate = attn_drop_rate
         self.proj = nn.Linear(embed_dims, embed_dims)
@@ -272,30 +226,6 @@ class FocalAttention(BaseModule):
                                            tables[:, self.repeated_bias_index])
         return bias
 
-    def _pool(self, x: torch.Tensor, level: int,
-              grid: Tuple[int, int]) -> torch.Tensor:
-        """Pools the padded (shifted) map to ``(B, Ph * Pw, C)`` tokens."""
-        B, H, W, C = x.shape
-        sub = self.window_size // 2**level
-        target_h, target_w = grid[0] * sub, grid[1] * sub
-        # Centre-trim or centre-pad to whole sub-windows; the smaller half of
-        # the difference goes on top / left.
-        x = _centre_fit(x, 1, target_h)
-        x = _centre_fit(x, 2, target_w)
-        if self.pool_method == 'conv':
-            pooled = self.pool_layers[level](x.permute(0, 3, 1, 2))
-            return pooled.flatten(2).transpose(1, 2)
-        cells = x.reshape(B, grid[0], sub, grid[1], sub, C)
-        if self.pool_method == 'mean':
-            pooled = cells.mean(dim=(2, 4))
-        elif self.pool_method == 'max':
-            pooled = cells.amax(dim=(2, 4))
-        else:  # fc: one weight per sub-window position, shared by channels
-            fc = self.pool_layers[level]
-            pooled = torch.einsum('bpiqjc,ij->bpqc', cells,
-                                  fc.weight.view(sub, sub)) + fc.bias
-        return pooled.reshape(B, -1, C)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self._tables(x)
         B, H, W = t.input_size
@@ -309,48 +239,14 @@ class FocalAttention(BaseModule):
             else TRAINING_CHUNK_BYTES
         chunks = list(
             window_chunks(num_windows, num_windows // B, budget // per_window))
-        bias = t.bias.to(t.queries.dtype)
-        if torch.is_grad_enabled() and self._recompute_in_backward(x):
-            out = ChunkedWindowAttention.apply(t.queries, t.keys, t.values,
-                                               bias, t.masks, t.query_rows,
-                                               t.key_rows, self.num_heads,
-                                               self.scale, chunks)
-        else:
-            if torch.is_grad_enabled():
-                # Plain autograd in one chunk: the backward of every gather
-                # writes a gradient the size of the whole token table.
-                chunks = [(0, num_windows)]
-            out = attend_chunks(t.queries, t.keys, t.values, t.query_rows,
-                                t.key_rows, self.num_heads, chunks,
-                                self._attend(bias, t.masks))
+        out = attend_windows(t.queries, t.keys, t.values, t.query_rows,
+                             t.key_rows, t.bias.to(t.queries.dtype), t.masks,
+                             self.num_heads, self.scale, chunks,
+                             self.attn_drop_rate, self.training)
         out = self.proj_drop(self.proj(out.view(B, Hp, Wp, -1)))
         if t.shift:
             out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
         return out[:, :H, :W]
-
-    def _recompute_in_backward(self, x: torch.Tensor) -> bool:
-        """Whether training can use :class:`ChunkedWindowAttention`: not
-        with attention dropout (its backward would need the same mask),
-        autocast (its backward runs outside it), while compiling or while
-        tracing (the trace would hold an opaque Python op)."""
-        return not (self.training and self.attn_drop_rate > 0
-                    or torch.is_autocast_enabled(x.device.type)
-                    or torch.compiler.is_compiling() or torch.jit.is_tracing())
-
-    def _attend(self, bias: torch.Tensor, masks: WindowMasks):
-        """The attention of :func:`attend_chunks`: fused, or in plain
-        autograd where the bias needs a gradient (fused kernels give none;
-        PyTorch's math fallback would add checks for fully masked rows,
-        which cannot occur here)."""
-        if not (torch.is_grad_enabled() and bias.requires_grad):
-            return fused_attention(bias, masks, self.scale)
-
-        def attend(q, k, v, start, stop):
-            attn = attention_weights(q * self.scale, k, bias, masks, start,
-                                     stop)
-            return F.dropout(attn, self.attn_drop_rate, self.training) @ v
-
-        return attend
 
     def _tables(self, x: torch.Tensor) -> _Tables:
         """Projects the map and its pooled tokens, and looks up the gather
@@ -375,12 +271,14 @@ class FocalAttention(BaseModule):
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
         padded = geom.key_mask is not None
-        q_proj, k_proj, v_proj = self._qkv_weights()
+        q_proj, k_proj, v_proj = split_qkv(self.qkv, self.embed_dims)
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
         tokens = [fine]
         for level, grid in enumerate(geom.pooled_sizes):
-            tokens.append(self._pool(x, level, grid))
+            tokens.append(
+                pool_map(x, self.pool_method, self.pool_layers, w, level,
+                         grid))
         if padded:
             tokens.append(x.new_zeros(B, 1, C))
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
@@ -397,8 +295,8 @@ class FocalAttention(BaseModule):
             queries=queries.view(B * Hp * Wp, -1),
             keys=keys.view(-1, keys.shape[-1]),
             values=values.view(-1, values.shape[-1]),
-            query_rows=_batched_rows(geom.query_index, B, Hp * Wp),
-            key_rows=_batched_rows(geom.key_index, B, keys.shape[1]),
+            query_rows=batched_rows(geom.query_index, B, Hp * Wp),
+            key_rows=batched_rows(geom.key_index, B, keys.shape[1]),
             bias=self.position_bias(expand > 0).unsqueeze(0),
             masks=masks,
             geom=geom,
@@ -450,23 +348,15 @@ class FocalAttention(BaseModule):
             Ph, Pw = tables.geom.pooled_sizes[level]
             py, px = divmod(t - bounds[level], Pw)
             sub = w // 2**level
-            # The pooled maps are centre-trimmed or -padded (see _pool).
-            y0 = _centre_start(Hp, Ph * sub) + py * sub + shift
-            x0 = _centre_start(Wp, Pw * sub) + px * sub + shift
+            # The pooled maps are centre-trimmed or -padded (see pool_map).
+            y0 = centre_start(Hp, Ph * sub) + py * sub + shift
+            x0 = centre_start(Wp, Pw * sub) + px * sub + shift
             boxes.append((y0, x0, y0 + sub, x0 + sub))
             levels.append(level + 1)
         return dict(
             weights=logits.softmax(-1),
             boxes=torch.tensor(boxes),
             levels=torch.tensor(levels))
-
-    def _qkv_weights(self):
-        """``(weight, bias)`` of the query, key and value projections."""
-        C = self.embed_dims
-        bias = self.qkv.bias
-        return [(self.qkv.weight[i * C:(i + 1) * C],
-                 None if bias is None else bias[i * C:(i + 1) * C])
-                for i in range(3)]
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

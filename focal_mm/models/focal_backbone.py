@@ -24,7 +24,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .focal_attention import POOL_METHODS
+from .focal_pooling import POOL_METHODS
 from .patch_embed import FocalPatchEmbed
 from .pretrained import load_pretrained
 

@@ -9,30 +9,106 @@ keep the ``windows x heads x L x N`` weights of the whole map and run every
 step of the backward over them in main memory; here the forward runs the
 fused kernel, and the backward recomputes each chunk's weights and sums the
 gradient of the additive bias chunk by chunk.
+
+Both attention families use it. Focal attention adds one position bias
+``(1, heads, L, N)`` to every window (plus constant masks); Focal-fast
+attention gives every window its own bias, gathered per chunk from a small
+``(heads, L, D)`` table by a per-window column index (:func:`chunk_bias`),
+broadcast where a chunk's windows share their index row.
 """
-from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-Chunks = List[Tuple[int, int]]
+
+class Chunk(NamedTuple):
+    """Windows ``start:stop`` (rows of the query and key row tables),
+    attended together. With a per-window bias index (see
+    :func:`chunk_bias`), ``shared_bias`` says that all of them have the
+    index row of the first, whose bias is then broadcast."""
+    start: int
+    stop: int
+    shared_bias: bool = False
+
+
+Chunks = List[Chunk]
 
 
 def window_chunks(num_windows: int, per_image: int,
-                  size: int) -> Iterator[Tuple[int, int]]:
-    """``(start, stop)`` ranges of at most ``size`` windows (at least one)
-    that either lie in one image or hold whole images, so that per-window
-    masks can be sliced or repeated for them (:func:`of_windows`)."""
+                  size: int) -> Iterator[Chunk]:
+    """Chunks of at most ``size`` windows (at least one) of batch-major
+    windows that either lie in one image or hold whole images, so that
+    per-window masks can be sliced or repeated for them
+    (:func:`of_windows`)."""
     size = max(size, 1)
     if size < per_image:
         for image in range(0, num_windows, per_image):
             for start in range(image, image + per_image, size):
-                yield start, min(start + size, image + per_image)
+                yield Chunk(start, min(start + size, image + per_image))
     else:
         step = size // per_image * per_image
         for start in range(0, num_windows, step):
-            yield start, min(start + step, num_windows)
+            yield Chunk(start, min(start + step, num_windows))
+
+
+def run_chunks(runs: Sequence[int], batch: int, size: int) -> Chunks:
+    """Chunks of at most ``size`` windows (at least one) of window-major
+    windows (the ``batch`` images of a window next to each other) whose
+    windows come in ``runs`` that share one bias index row. A run that
+    fills at least half a chunk gets chunks of its own, which broadcast one
+    bias; smaller runs are grouped and gather theirs."""
+    size = max(size, 1)
+    chunks: Chunks = []
+    start = pos = grouped = 0
+    for run in runs:
+        rows = run * batch
+        if 2 * rows >= size or pos + rows - start > size:
+            if pos > start:
+                chunks.append(Chunk(start, pos, grouped == 1))
+            start, grouped = pos, 0
+        if 2 * rows >= size:
+            parts = -(-rows // size)
+            chunks.extend(
+                Chunk(pos + rows * i // parts, pos + rows *
+                      (i + 1) // parts, True) for i in range(parts))
+            start = pos + rows
+        else:
+            grouped += 1
+        pos += rows
+    if pos > start:
+        chunks.append(Chunk(start, pos, grouped == 1))
+    return chunks
+
+
+def batched_rows(index: Tensor, batch: int, rows_per_item: int) -> Tensor:
+    """``(nW, n)`` ``index`` repeated for every batch item, offset to its
+    rows: ``(B * nW, n)``, batch-major."""
+    if batch == 1:
+        return index
+    offsets = torch.arange(batch, device=index.device) * rows_per_item
+    return (offsets[:, None, None] + index[None]).flatten(0, 1)
+
+
+def window_major_rows(index: Tensor, batch: int, rows_per_item: int) -> Tensor:
+    """Like :func:`batched_rows`, window-major: ``(nW * B, n)``, the rows
+    of every image of a window next to each other."""
+    if batch == 1:
+        return index
+    offsets = torch.arange(batch, device=index.device) * rows_per_item
+    return (index[:, None] + offsets[None, :, None]).flatten(0, 1)
+
+
+def split_qkv(qkv: nn.Linear, embed_dims: int):
+    """``(weight, bias)`` of the query, key and value parts of one qkv
+    projection."""
+    C = embed_dims
+    bias = qkv.bias
+    return [(qkv.weight[i * C:(i + 1) * C],
+             None if bias is None else bias[i * C:(i + 1) * C])
+            for i in range(3)]
 
 
 def of_windows(x: Tensor, start: int, stop: int) -> Tensor:
@@ -96,9 +172,49 @@ def windows_to_rows(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
 
 
-# attend(q, k, v, start, stop): attention of the (n, heads, L, d) queries of
-# windows start:stop over their (n, heads, N, d) keys and values.
-Attend = Callable[[Tensor, Tensor, Tensor, int, int], Tensor]
+def chunk_bias(bias: Tensor, bias_index: Optional[Tensor],
+               chunk: Chunk) -> Tensor:
+    """The position bias of the windows of ``chunk``.
+
+    Without ``bias_index``, ``bias`` is ``(1, heads, L, N)``, shared by all
+    windows, and returned as it is. With it, ``bias`` is a ``(heads, L, D)``
+    table and ``bias_index`` ``(windows, N)`` the table column of every key
+    slot: the result is ``(n, heads, L, N)`` (``n = 1`` when the chunk
+    shares one index row), contiguous along the keys.
+    """
+    if bias_index is None:
+        return bias
+    stop = chunk.start + 1 if chunk.shared_bias else chunk.stop
+    index = bias_index[chunk.start:stop]
+    heads, L, D = bias.shape
+    n, N = index.shape
+    out = bias.reshape(heads * L, D).index_select(1, index.reshape(-1))
+    return out.view(heads, L, n, N).permute(2, 0, 1, 3)
+
+
+def add_bias_grad(grad_bias: Tensor, d_logits: Tensor,
+                  bias_index: Optional[Tensor], chunk: Chunk) -> None:
+    """Adds the gradient of the chunk's logits ``(n, heads, L, N)`` to that
+    of the bias it came from (see :func:`chunk_bias`), in place."""
+    if bias_index is None:
+        grad_bias += d_logits.sum(0, keepdim=True)
+        return
+    heads, L, D = grad_bias.shape
+    grad = grad_bias.view(heads * L, D)
+    if chunk.shared_bias:
+        grad.index_add_(1, bias_index[chunk.start],
+                        d_logits.sum(0).view(heads * L, -1))
+    else:
+        index = bias_index[chunk.start:chunk.stop].reshape(-1)
+        grad.index_add_(
+            1, index,
+            d_logits.permute(1, 2, 0, 3).reshape(heads * L, index.numel()))
+
+
+# attend(q, k, v, bias, start, stop): attention of the (n, heads, L, d)
+# queries of windows start:stop over their (n, heads, N, d) keys and values,
+# with their position bias (of chunk_bias).
+Attend = Callable[[Tensor, Tensor, Tensor, Tensor, int, int], Tensor]
 
 
 def attention_weights(q: Tensor, k: Tensor, bias: Tensor, masks: WindowMasks,
@@ -109,55 +225,135 @@ def attention_weights(q: Tensor, k: Tensor, bias: Tensor, masks: WindowMasks,
     return masks.add_to(logits, start, stop).softmax(-1)
 
 
-def attend_chunks(queries: Tensor, keys: Tensor, values: Tensor,
-                  query_rows: Tensor, key_rows: Tensor, heads: int,
-                  chunks: Chunks, attend: Attend) -> Tensor:
+def attend_chunks(queries: Tensor,
+                  keys: Tensor,
+                  values: Tensor,
+                  query_rows: Tensor,
+                  key_rows: Tensor,
+                  heads: int,
+                  chunks: Chunks,
+                  attend: Attend,
+                  bias: Tensor,
+                  bias_index: Optional[Tensor] = None) -> Tensor:
     """Runs ``attend`` chunk by chunk on the gathered windows and writes
     each chunk's output straight to its rows of a query-sized table."""
     out = queries.new_empty(queries.shape)
-    for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
-                                                   chunks):
-        n = stop - start
+    for chunk, q_rows, k_rows in _chunk_rows(query_rows, key_rows, chunks):
+        n = chunk.stop - chunk.start
         out.index_copy_(
             0, q_rows,
             windows_to_rows(
                 attend(
                     gather_windows(queries, q_rows, n, heads),
                     gather_windows(keys, k_rows, n, heads),
-                    gather_windows(values, k_rows, n, heads), start, stop)))
+                    gather_windows(values, k_rows, n, heads),
+                    chunk_bias(bias, bias_index, chunk), chunk.start,
+                    chunk.stop)))
     return out
 
 
-def fused_attention(bias: Tensor, masks: WindowMasks, scale: float) -> Attend:
+def fused_attention(masks: WindowMasks, scale: float) -> Attend:
     """PyTorch's fused attention with the position bias and masks (no
     gradient for the bias)."""
 
-    def attend(q, k, v, start, stop):
+    def attend(q, k, v, bias, start, stop):
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=masks.with_bias(bias, start, stop), scale=scale)
 
     return attend
 
 
+def plain_attention(masks: WindowMasks, scale: float, attn_drop_rate: float,
+                    training: bool) -> Attend:
+    """Attention in plain autograd (gradients for everything, attention
+    dropout; PyTorch's math fallback would add checks for fully masked rows,
+    which cannot occur here)."""
+
+    def attend(q, k, v, bias, start, stop):
+        attn = attention_weights(q * scale, k, bias, masks, start, stop)
+        return F.dropout(attn, attn_drop_rate, training) @ v
+
+    return attend
+
+
+def can_recompute(x: Tensor, attn_drop_rate: float, training: bool) -> bool:
+    """Whether training can use :class:`ChunkedWindowAttention`: not with
+    attention dropout (its backward would need the same mask), autocast
+    (its backward runs outside it), while compiling or while tracing (the
+    trace would hold an opaque Python op)."""
+    return not (training and attn_drop_rate > 0
+                or torch.is_autocast_enabled(x.device.type)
+                or torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
+def attend_windows(queries: Tensor,
+                   keys: Tensor,
+                   values: Tensor,
+                   query_rows: Tensor,
+                   key_rows: Tensor,
+                   bias: Tensor,
+                   masks: WindowMasks,
+                   heads: int,
+                   scale: float,
+                   chunks: Chunks,
+                   attn_drop_rate: float,
+                   training: bool,
+                   bias_index: Optional[Tensor] = None) -> Tensor:
+    """``softmax(scale * q k^T + bias + masks) v`` of every window, as rows
+    of the query table, by the fastest path that gives the gradients needed:
+    the fused kernel chunk by chunk without gradients;
+    :class:`ChunkedWindowAttention` in training where it can
+    (:func:`can_recompute`); otherwise plain autograd in one chunk (the
+    backward of every gather writes a gradient the size of the whole token
+    table), fused where the bias needs no gradient (fused kernels give
+    none). Arguments as for :class:`ChunkedWindowAttention`."""
+    if torch.is_grad_enabled() and can_recompute(queries, attn_drop_rate,
+                                                 training):
+        return ChunkedWindowAttention.apply(queries, keys, values, bias, masks,
+                                            query_rows, key_rows, heads, scale,
+                                            chunks, bias_index)
+    if torch.is_grad_enabled():
+        chunks = [Chunk(0, query_rows.shape[0])]
+    if torch.is_grad_enabled() and bias.requires_grad:
+        attend = plain_attention(masks, scale, attn_drop_rate, training)
+    else:
+        attend = fused_attention(masks, scale)
+    return attend_chunks(queries, keys, values, query_rows, key_rows, heads,
+                         chunks, attend, bias, bias_index)
+
+
 class ChunkedWindowAttention(torch.autograd.Function):
     """``softmax(scale * q k^T + bias) v`` for every window, chunk by chunk.
 
     Inputs are the token tables (queries ``(B * HW, heads * d)``, keys and
-    values ``(B * T, heads * d)``), the position bias ``(1, heads, L, N)``,
-    the constant :class:`WindowMasks`, the table row of every query and key
-    slot (``(B * nW, L)`` and ``(B * nW, N)``) and the chunks of
-    :func:`window_chunks`. Returns the outputs as rows of the query table.
+    values ``(B * T, heads * d)``), the position bias (``(1, heads, L, N)``
+    shared by all windows, or a ``(heads, L, D)`` table with ``bias_index``,
+    see :func:`chunk_bias`), the constant :class:`WindowMasks`, the table row
+    of every query and key slot (``(B * nW, L)`` and ``(B * nW, N)``), the
+    chunks (of :func:`window_chunks` or :func:`run_chunks`) and the optional
+    ``(B * nW, N)`` bias index. Returns the outputs as rows of the query
+    table.
     """
 
     @staticmethod
-    def forward(ctx, queries, keys, values, bias, masks: WindowMasks,
-                query_rows, key_rows, heads: int, scale: float,
-                chunks: Chunks):
+    def forward(ctx,
+                queries,
+                keys,
+                values,
+                bias,
+                masks: WindowMasks,
+                query_rows,
+                key_rows,
+                heads: int,
+                scale: float,
+                chunks: Chunks,
+                bias_index=None):
         # The forward needs no weights: the fused kernel computes them.
-        out = attend_chunks(queries, keys, values, query_rows, key_rows, heads,
-                            chunks, fused_attention(bias, masks, scale))
+        out = attend_chunks(queries, keys, values, query_rows,
+                            key_rows, heads, chunks,
+                            fused_attention(masks, scale), bias, bias_index)
         ctx.save_for_backward(queries, keys, values, bias, query_rows,
-                              key_rows)
+                              key_rows, bias_index)
         ctx.masks, ctx.heads, ctx.scale = masks, heads, scale
         ctx.chunks = chunks
         return out
@@ -165,15 +361,19 @@ class ChunkedWindowAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        queries, keys, values, bias, query_rows, key_rows = ctx.saved_tensors
+        (queries, keys, values, bias, query_rows, key_rows,
+         bias_index) = ctx.saved_tensors
         heads, scale = ctx.heads, ctx.scale
         grad_q = torch.empty_like(queries)
         grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
         grad_bias = torch.zeros_like(bias)
         grad_out = grad_out.contiguous()
-        for start, stop, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
-                                                       ctx.chunks):
-            q, k, attn = _chunk_weights(queries, keys, bias, ctx.masks, q_rows,
+        for chunk, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
+                                                 ctx.chunks):
+            start, stop = chunk.start, chunk.stop
+            q, k, attn = _chunk_weights(queries, keys,
+                                        chunk_bias(bias, bias_index,
+                                                   chunk), ctx.masks, q_rows,
                                         k_rows, heads, scale, start, stop)
             v = gather_windows(values, k_rows, stop - start, heads)
             d_out = gather_windows(grad_out, q_rows, stop - start, heads)
@@ -181,26 +381,26 @@ class ChunkedWindowAttention(torch.autograd.Function):
                               windows_to_rows(attn.transpose(-2, -1) @ d_out))
             d_logits = torch._softmax_backward_data(
                 d_out @ v.transpose(-2, -1), attn, -1, attn.dtype)
-            grad_bias += d_logits.sum(0, keepdim=True)
+            add_bias_grad(grad_bias, d_logits, bias_index, chunk)
             # Every query slot is a different row: a copy, not a sum.
             grad_q.index_copy_(0, q_rows,
                                windows_to_rows(d_logits @ k) * scale)
             grad_k.index_add_(0, k_rows,
                               windows_to_rows(d_logits.transpose(-2, -1) @ q))
-        return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 6
+        return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 7
 
 
 def _chunk_rows(query_rows: Tensor, key_rows: Tensor, chunks: Chunks):
     """Each chunk with the rows of its query and key slots, flat."""
-    for start, stop in chunks:
-        yield (start, stop, query_rows[start:stop].view(-1),
-               key_rows[start:stop].view(-1))
+    for chunk in chunks:
+        yield (chunk, query_rows[chunk.start:chunk.stop].view(-1),
+               key_rows[chunk.start:chunk.stop].view(-1))
 
 
 def _chunk_weights(queries, keys, bias, masks, q_rows, k_rows, heads, scale,
                    start, stop):
-    """Scaled queries, keys and attention weights of windows
-    ``start:stop``."""
+    """Scaled queries, keys and attention weights of windows ``start:stop``
+    (``bias`` is theirs, of :func:`chunk_bias`)."""
     n = stop - start
     q = gather_windows(queries, q_rows, n, heads) * scale
     k = gather_windows(keys, k_rows, n, heads)

@@ -1,17 +1,20 @@
 #!/usr/bin/env python
-"""Speed and memory of the FocalTransformer backbone against mmdet's
-SwinTransformer of the same size, measured side by side in one process.
+"""Speed and memory of the Focal backbones of both families
+(FocalTransformer, FocalFastTransformer) against mmdet's SwinTransformer of
+the same size, measured side by side in one process.
 
     python tools/analysis/benchmark.py --arch tiny --device cpu
+    python tools/analysis/benchmark.py --models focal_fast --cases infer_224
     python tools/analysis/benchmark.py --device cuda --dtype bf16 --json o.json
 
 Cases (backbone only): inference at 224x224 (batch 8 on CPU, 64 on GPU),
 inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
-(forward + backward) at 224. The two models alternate within every repeat,
-after warm-up; images/s come from the median step, the ratio is the median
-of the per-repeat ratios (each Focal step against the Swin step right after
-it), so machine noise hits both alike: read the ratio, not the absolute
-numbers. Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak
+(forward + backward) at 224. The models alternate within every repeat
+(each Focal model, then Swin), after warm-up; images/s come from the median
+step, the ratio is the median of the per-repeat ratios (each Focal step
+against the Swin step of the same repeat), so machine noise hits both alike:
+read the ratio, not the absolute numbers; the spread (min / max of the
+per-repeat ratios) shows a noisy run as one. Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak
 resident memory of a fresh child process per model and case, less what the
 process held before the forward.
 """
@@ -34,14 +37,19 @@ ARCHS = {
     dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
 }
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+FOCAL_MODELS = {'focal': 'Focal', 'focal_fast': 'Focal-fast'}
 
 
 def build(model: str, arch: str, size: tuple):
-    """Focal-{arch} with the official geometry for ``size``, or Swin-{arch}."""
-    if model == 'focal':
-        import focal_mm  # noqa: F401
-        from focal_mm import FocalTransformer
-        return FocalTransformer(arch=arch, img_size=size, drop_path_rate=0.)
+    """Focal-{arch} or Focal-fast-{arch} (as released: conv embeddings) with
+    the official geometry for ``size``, or Swin-{arch}."""
+    if model in FOCAL_MODELS:
+        from focal_mm import FocalFastTransformer, FocalTransformer
+        if model == 'focal':
+            return FocalTransformer(
+                arch=arch, img_size=size, drop_path_rate=0.)
+        return FocalFastTransformer(
+            arch=arch, img_size=size, use_conv_embed=True, drop_path_rate=0.)
     from mmdet.models.backbones import SwinTransformer
     return SwinTransformer(drop_path_rate=0., **ARCHS[arch])
 
@@ -79,10 +87,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_pair(arch, case, dtype, device, warmup, repeats):
-    """Seconds of every timed step of each model, the two alternating."""
+def time_models(models, arch, case, dtype, device, warmup, repeats):
+    """Seconds of every timed step of each model, the models alternating."""
     steps = {}
-    for name in ('focal', 'swin'):
+    for name in models:
         model = build(name, arch, case['size']).to(device)
         model.train(case['train'])
         images = torch.randn(case['batch'], 3, *case['size'], device=device)
@@ -146,6 +154,12 @@ def child(args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='tiny', choices=sorted(ARCHS))
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=list(FOCAL_MODELS),
+        choices=list(FOCAL_MODELS),
+        help='the Focal families to time against Swin (default: both)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
     parser.add_argument(
@@ -158,7 +172,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument(
-        '--child', choices=['focal', 'swin'], help=argparse.SUPPRESS)
+        '--child',
+        choices=list(FOCAL_MODELS) + ['swin'],
+        help=argparse.SUPPRESS)
     parser.add_argument('--case', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -171,38 +187,48 @@ def main(argv=None):
     results = []
     for name in args.cases or list(all_cases):
         case = all_cases[name]
-        times = time_pair(args.arch, case, DTYPES[args.dtype], args.device,
-                          args.warmup, args.repeats)
-        median = {m: statistics.median(t) for m, t in times.items()}
-        row = dict(
-            case=name,
-            batch=case['batch'],
-            focal_img_s=case['batch'] / median['focal'],
-            swin_img_s=case['batch'] / median['swin'],
-            # Each Focal step against the Swin step right after it, so that
-            # a slow spell of the machine hits both sides of a ratio.
-            ratio=statistics.median(
-                s / f for f, s in zip(times['focal'], times['swin'])))
-        if not args.no_memory:
-            for model in ('focal', 'swin'):
-                row[f'{model}_peak_mb'] = peak_memory_mb(
+        times = time_models(args.models + ['swin'], args.arch, case,
+                            DTYPES[args.dtype], args.device, args.warmup,
+                            args.repeats)
+        swin_median = statistics.median(times['swin'])
+        swin_peak = None if args.no_memory else peak_memory_mb(
+            'swin', args.arch, name, args.dtype, args.device)
+        for model in args.models:
+            # Each Focal step against the Swin step of the same repeat, so
+            # that a slow spell of the machine hits both sides of a ratio.
+            ratios = sorted(
+                s / f for f, s in zip(times[model], times['swin']))
+            row = dict(
+                case=name,
+                model=f'{FOCAL_MODELS[model]}-{args.arch[0].upper()}',
+                batch=case['batch'],
+                focal_img_s=case['batch'] / statistics.median(times[model]),
+                swin_img_s=case['batch'] / swin_median,
+                ratio=statistics.median(ratios),
+                ratio_min=ratios[0],
+                ratio_max=ratios[-1])
+            if swin_peak is not None:
+                row['focal_peak_mb'] = peak_memory_mb(
                     model, args.arch, name, args.dtype, args.device)
-            row['memory_ratio'] = row['focal_peak_mb'] / row['swin_peak_mb']
-        results.append(row)
-        print(json.dumps(row), file=sys.stderr)
-    header = (f'Focal-{args.arch[0].upper()} vs Swin-{args.arch[0].upper()}'
-              f' backbones, {args.device}, {args.dtype}, '
-              f'{torch.get_num_threads()} threads, median of {args.repeats}')
+                row['swin_peak_mb'] = swin_peak
+                row['memory_ratio'] = row['focal_peak_mb'] / swin_peak
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    header = (f'Focal backbones vs Swin-{args.arch[0].upper()}, '
+              f'{args.device}, {args.dtype}, {torch.get_num_threads()} '
+              f'threads, median of {args.repeats} paired repeats')
     print(header)
-    print('| case | batch | Focal img/s | Swin img/s | ratio |'
-          ' Focal peak MB | Swin peak MB | memory ratio |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    print('| case | model | batch | img/s | Swin img/s | ratio (min / median'
+          ' / max) | peak MB | Swin peak MB | memory ratio |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in results:
         mem = (f"{r['focal_peak_mb']:.0f} | {r['swin_peak_mb']:.0f} | "
                f"{r['memory_ratio']:.2f}") if 'memory_ratio' in r else \
             '- | - | -'
-        print(f"| {r['case']} | {r['batch']} | {r['focal_img_s']:.2f} | "
-              f"{r['swin_img_s']:.2f} | {r['ratio']:.2f} | {mem} |")
+        print(f"| {r['case']} | {r['model']} | {r['batch']} | "
+              f"{r['focal_img_s']:.2f} | {r['swin_img_s']:.2f} | "
+              f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
+              f"{r['ratio_max']:.2f} | {mem} |")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(setting=header, results=results), f, indent=1)
