@@ -5,7 +5,7 @@ three levels, every pooling method."""
 import pytest
 import torch
 
-from focal_mm.models import FocalAttention, focal_attention
+from focal_mm.models import FocalAttention, focal_attention, window_attention
 from focal_mm.models.focal_geometry import focal_geometry
 from focal_oracle import oracle_focal_attention
 
@@ -75,8 +75,8 @@ def test_forward_and_gradients_match_oracle(cfg, size):
 def test_window_chunks_match_oracle(cfg, chunk_bytes, monkeypatch):
     # Shifted configs: each chunk must take (and give the gradient of) its
     # own windows' region masks.
-    monkeypatch.setattr(focal_attention, 'CHUNK_BYTES', chunk_bytes)
-    monkeypatch.setattr(focal_attention, 'TRAINING_CHUNK_BYTES', chunk_bytes)
+    monkeypatch.setattr(window_attention, 'CHUNK_BYTES', chunk_bytes)
+    monkeypatch.setattr(window_attention, 'TRAINING_CHUNK_BYTES', chunk_bytes)
     attn = make(cfg)
     x = torch.randn(3, 23, 31, cfg[0], dtype=torch.float64)
     ref = oracle_focal_attention(attn, x)

@@ -22,7 +22,7 @@ from focal_mm.official import (mmpretrain_model_cfg, official_to_backbone,
 from focal_mm.synthetic_data import make_imagenet
 from conftest import REPO_ROOT, load_case
 from test_tools import run
-from toy_configs import toy_classification
+from toy_configs import official_case_classifier
 
 CONFIG_DIR = REPO_ROOT / 'configs'
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
@@ -210,16 +210,7 @@ def test_tools_test_takes_the_official_file(server, case, tmp_path):
 
     root = make_imagenet(
         str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=1)
-    cfg = toy_classification(
-        Config.fromfile(str(CONFIG_DIR / 'focal_tiny_in1k.py')),
-        root,
-        str(tmp_path / 'work'),
-        size_factor=1.)
-    model_cfg = mmpretrain_model_cfg(case['config'])
-    cfg.model.backbone = model_cfg['backbone']
-    cfg.model.head.update(
-        num_classes=10, in_channels=model_cfg['head']['in_channels'])
-    cfg.data_preprocessor.num_classes = 10
+    cfg = official_case_classifier(case, root, str(tmp_path / 'work'))
     config = tmp_path / 'cls.py'
     cfg.dump(str(config))
 

@@ -11,10 +11,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from focal_mm.official import mmpretrain_model_cfg
 from focal_mm.synthetic_data import make_ade20k, make_coco, make_imagenet
 from conftest import ARCHS, ARCHS_V2, REPO_ROOT, load_case
-from toy_configs import toy_classification, toy_segmentation
+from toy_configs import official_case_classifier, toy_segmentation
 
 pytestmark = pytest.mark.slow
 TOOLS = REPO_ROOT / 'tools'
@@ -109,16 +108,7 @@ def test_converted_official_classifier_through_tools(tmp_path):
 
     root = make_imagenet(
         str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=2)
-    cfg = toy_classification(
-        Config.fromfile(str(REPO_ROOT / 'configs' / 'focal_tiny_in1k.py')),
-        root,
-        str(tmp_path / 'work'),
-        size_factor=1.)
-    model_cfg = mmpretrain_model_cfg(case['config'])
-    cfg.model.backbone = model_cfg['backbone']
-    cfg.model.head.update(
-        num_classes=10, in_channels=model_cfg['head']['in_channels'])
-    cfg.data_preprocessor.num_classes = 10
+    cfg = official_case_classifier(case, root, str(tmp_path / 'work'))
     config = tmp_path / 'cls.py'
     cfg.dump(str(config))
     out = run('test.py', config, converted, '--out', tmp_path / 'preds.pkl')

@@ -9,10 +9,14 @@ is 0, because a detector trained for two iterations scores below mmdet's 0.05
 and COCO evaluation needs detections.
 """
 import uuid
+from pathlib import Path
 
 from mmengine.config import Config, ConfigDict
 
+from focal_mm.official import mmpretrain_model_cfg
 from focal_mm.synthetic_data import SHAPES
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 
 
 def _walk(node, fn):
@@ -175,4 +179,21 @@ def toy_classification(cfg: Config,
         scheduler.begin = min(scheduler.get('begin', 0), 1)
         if 'end' in scheduler:
             scheduler.end = min(scheduler.end, 1)
+    return cfg
+
+
+def official_case_classifier(case: dict, data_root: str, work_dir: str,
+                             version: int = 1) -> Config:
+    """focal_tiny_in1k.py with the official model of a reference ``case``
+    (10 classes), on :func:`make_imagenet` data."""
+    cfg = toy_classification(
+        Config.fromfile(str(CONFIG_DIR / 'focal_tiny_in1k.py')),
+        data_root,
+        work_dir,
+        size_factor=1.)
+    model_cfg = mmpretrain_model_cfg(case['config'], version)
+    cfg.model.backbone = model_cfg['backbone']
+    cfg.model.head.update(
+        num_classes=10, in_channels=model_cfg['head']['in_channels'])
+    cfg.data_preprocessor.num_classes = 10
     return cfg

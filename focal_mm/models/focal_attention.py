@@ -16,18 +16,12 @@ from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
 from .focal_pooling import (POOL_METHODS, build_pool_layers, centre_start,
                             check_pool_method, check_pooled_window, pool_map)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
-                               attend_windows, batched_rows, gather_windows,
-                               split_qkv, window_chunks)
+                               attend_windows, batched_rows, check_window_args,
+                               gather_windows, split_qkv, window_chunks,
+                               windows_per_chunk)
 
 __all__ = ['FocalAttention', 'POOL_METHODS', 'ChunkedWindowAttention']
 
-# Attention runs over this many bytes of windows at a time (gathered keys and
-# values or attention weights): the whole map's would be several times the
-# map itself, while a chunk stays in cache and is reused by the allocator
-# instead of being paged in afresh on every call. Training does more work
-# per chunk and prefers larger ones (measured on a 2-core EPYC).
-CHUNK_BYTES = 2 * 2**20
-TRAINING_CHUNK_BYTES = 4 * 2**20
 
 
 class _Tables(NamedTuple):
@@ -99,20 +93,12 @@ class FocalAttention(BaseModule):
                  proj_drop_rate: float = 0.,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims <= 0 or num_heads <= 0 or embed_dims % num_heads:
-            raise ValueError(f'num_heads ({num_heads}) must be positive and '
-                             f'divide embed_dims ({embed_dims})')
-        if window_size < 1:
-            raise ValueError(f'window_size must be >= 1, got {window_size}')
+        check_window_args(embed_dims, num_heads, window_size, shift_size,
+                          focal_level)
         if not 0 <= expand_size < window_size:
             raise ValueError(f'expand_size must be in [0, window_size='
                              f'{window_size}), got {expand_size}')
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f'shift_size must be in [0, window_size='
-                             f'{window_size}), got {shift_size}')
         check_pool_method(pool_method)
-        if focal_level < 1:
-            raise ValueError(f'focal_level must be >= 1, got {focal_level}')
         num_pooled = 0 if pool_method == 'none' else focal_level - 1
         if num_pooled and (focal_window < 1 or focal_window % 2 == 0):
             raise ValueError('focal_window must be a positive odd number '
@@ -231,14 +217,10 @@ class FocalAttention(BaseModule):
         B, H, W = t.input_size
         (Hp, Wp), L = t.padded_size, self.window_size**2
         num_windows, N = t.key_rows.shape
-        # Sized by the largest per-window tensor: keys and values, or the
-        # attention weights.
-        per_window = max(2 * t.keys.shape[1], self.num_heads * L) * N * \
-            t.keys.element_size()
-        budget = CHUNK_BYTES if not torch.is_grad_enabled() \
-            else TRAINING_CHUNK_BYTES
+        chunk = windows_per_chunk(t.keys.shape[1], self.num_heads, L, N,
+                                  t.keys.element_size())
         chunks = list(
-            window_chunks(num_windows, num_windows // B, budget // per_window))
+            window_chunks(num_windows, num_windows // B, chunk))
         out = attend_windows(t.queries, t.keys, t.values, t.query_rows,
                              t.key_rows, t.bias.to(t.queries.dtype), t.masks,
                              self.num_heads, self.scale, chunks,

@@ -13,14 +13,9 @@ from mmengine.registry import MODELS
 from .focal_fast_geometry import FastGeometry, focal_fast_geometry
 from .focal_pooling import (build_pool_layers, check_pool_method,
                             check_pooled_window, pool_map)
-from .window_attention import (WindowMasks, attend_windows, run_chunks,
-                               split_qkv, window_major_rows)
-
-# Attention runs over this many bytes of windows at a time (see
-# focal_attention.py, where the same figures were measured).
-CHUNK_BYTES = 2 * 2**20
-TRAINING_CHUNK_BYTES = 4 * 2**20
-
+from .window_attention import (WindowMasks, attend_windows,
+                               check_window_args, run_chunks, split_qkv,
+                               window_major_rows, windows_per_chunk)
 
 @MODELS.register_module()
 class FocalFastAttention(BaseModule):
@@ -122,16 +117,8 @@ class FocalFastAttention(BaseModule):
                  proj_drop_rate: float = 0.,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims <= 0 or num_heads <= 0 or embed_dims % num_heads:
-            raise ValueError(f'num_heads ({num_heads}) must be positive and '
-                             f'divide embed_dims ({embed_dims})')
-        if window_size < 1:
-            raise ValueError(f'window_size must be >= 1, got {window_size}')
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f'shift_size must be in [0, window_size='
-                             f'{window_size}), got {shift_size}')
-        if focal_level < 1:
-            raise ValueError(f'focal_level must be >= 1, got {focal_level}')
+        check_window_args(embed_dims, num_heads, window_size, shift_size,
+                          focal_level)
         if focal_topk < 1:
             raise ValueError(f'focal_topk must be >= 1, got {focal_topk}')
         check_pool_method(pool_method)
@@ -210,11 +197,8 @@ class FocalFastAttention(BaseModule):
         bias_index = geom.bias_index
         if B > 1:
             bias_index = bias_index.repeat_interleave(B, dim=0)
-        num_keys = geom.key_index.shape[1]
-        per_window = max(2 * C, heads * w * w) * num_keys * \
-            keys.element_size()
-        budget = CHUNK_BYTES if not torch.is_grad_enabled() \
-            else TRAINING_CHUNK_BYTES
+        chunk = windows_per_chunk(C, heads, w * w, geom.key_index.shape[1],
+                                  keys.element_size())
         out = attend_windows(
             queries.reshape(B * Hp * Wp, C),
             keys.reshape(-1, C),
@@ -225,7 +209,7 @@ class FocalFastAttention(BaseModule):
             WindowMasks(),
             heads,
             self.scale,
-            run_chunks(geom.runs, B, budget // per_window),
+            run_chunks(geom.runs, B, chunk),
             self.attn_drop_rate,
             self.training,
             bias_index=bias_index)

@@ -101,6 +101,41 @@ def window_major_rows(index: Tensor, batch: int, rows_per_item: int) -> Tensor:
     return (index[:, None] + offsets[None, :, None]).flatten(0, 1)
 
 
+# Attention runs over this many bytes of windows at a time (gathered keys and
+# values or attention weights): the whole map's would be several times the
+# map itself, while a chunk stays in cache and is reused by the allocator
+# instead of being paged in afresh on every call. Training does more work
+# per chunk and prefers larger ones (measured on a 2-core EPYC).
+CHUNK_BYTES = 2 * 2**20
+TRAINING_CHUNK_BYTES = 4 * 2**20
+
+
+def windows_per_chunk(channels: int, heads: int, queries: int, keys: int,
+                      element_size: int) -> int:
+    """How many windows fill a chunk, sized by the largest per-window tensor:
+    the gathered keys and values, or the attention weights."""
+    per_window = max(2 * channels, heads * queries) * keys * element_size
+    budget = CHUNK_BYTES if not torch.is_grad_enabled() \
+        else TRAINING_CHUNK_BYTES
+    return budget // per_window
+
+
+def check_window_args(embed_dims: int, num_heads: int, window_size: int,
+                      shift_size: int, focal_level: int) -> None:
+    """Raises ValueError naming the first bad argument that both focal
+    attention families share."""
+    if embed_dims <= 0 or num_heads <= 0 or embed_dims % num_heads:
+        raise ValueError(f'num_heads ({num_heads}) must be positive and '
+                         f'divide embed_dims ({embed_dims})')
+    if window_size < 1:
+        raise ValueError(f'window_size must be >= 1, got {window_size}')
+    if not 0 <= shift_size < window_size:
+        raise ValueError(f'shift_size must be in [0, window_size='
+                         f'{window_size}), got {shift_size}')
+    if focal_level < 1:
+        raise ValueError(f'focal_level must be >= 1, got {focal_level}')
+
+
 def split_qkv(qkv: nn.Linear, embed_dims: int):
     """``(weight, bias)`` of the query, key and value parts of one qkv
     projection."""
