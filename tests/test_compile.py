@@ -1,18 +1,18 @@
-"""torch.compile of the backbone: one graph without breaks, the same numbers
-as eager, and one compilation per input size (the cached index tensors do
-not force more)."""
+"""torch.compile of the backbones of both families: one graph without
+breaks, the same numbers as eager, and one compilation per input size (the
+cached index tensors do not force more)."""
 import pytest
 import torch
 
-from focal_mm import FocalTransformer
+from focal_mm import FocalFastTransformer, FocalTransformer
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=[FocalTransformer, FocalFastTransformer])
+def model(request):
     torch.manual_seed(0)
-    return FocalTransformer(arch=TINY, img_size=None).eval()
+    return request.param(arch=TINY, img_size=None).eval()
 
 
 def test_no_graph_breaks(model):
