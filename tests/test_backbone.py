@@ -41,6 +41,21 @@ def test_arch_zoo(arch, embed_dims, depths):
     assert tuple(settings['depths']) == depths
 
 
+def stage_outputs(model, images):
+    """Each stage's output before the following downsample, NCHW (what
+    the reference cases store)."""
+    stages = []
+    hooks = [
+        stage.register_forward_hook(lambda m, i, o: stages.append(o[0]))
+        for stage in model.stages
+    ]
+    with torch.no_grad():
+        model(images)
+    for hook in hooks:
+        hook.remove()
+    return [s.permute(0, 3, 1, 2) for s in stages]
+
+
 # What both families share (FocalBackbone) is tested on both.
 FAMILIES = pytest.mark.parametrize('backbone',
                                    [FocalTransformer, FocalFastTransformer])
@@ -120,14 +135,8 @@ def test_pretrained_official_checkpoint_loads_and_reports(tmp_path, mm_log):
     expected = official_to_backbone(case['state_dict'])
     for key, value in expected.items():
         assert torch.equal(model.state_dict()[key], value), key
-    model.eval()
-    stages = []
-    for stage in model.stages:
-        stage.register_forward_hook(lambda m, i, o: stages.append(o[0]))
-    with torch.no_grad():
-        model(case['input'])
-    err = (stages[3].permute(0, 3, 1, 2) - case['stages'][3]).norm() / \
-        case['stages'][3].norm()
+    stages = stage_outputs(model.eval(), case['input'])
+    err = (stages[3] - case['stages'][3]).norm() / case['stages'][3].norm()
     assert err < 1e-4
 
 
@@ -206,11 +215,7 @@ def test_official_focal_fast_checkpoint_through_init_cfg(tmp_path, mm_log):
     assert 'norm0.weight' in mm_log.text()  # dense outputs: not official
     for key, value in official_to_backbone(case['state_dict']).items():
         assert torch.equal(model.state_dict()[key], value), key
-    stages = []
-    for stage in model.stages:
-        stage.register_forward_hook(lambda m, i, o: stages.append(o[0]))
-    with torch.no_grad():
-        model.eval()(case['input'])
-    for ours, ref in zip(stages, case['stages']):
-        err = (ours.permute(0, 3, 1, 2) - ref).norm() / ref.norm()
+    for ours, ref in zip(stage_outputs(model.eval(), case['input']),
+                         case['stages']):
+        err = (ours - ref).norm() / ref.norm()
         assert err < 1e-4

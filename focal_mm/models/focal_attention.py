@@ -1,6 +1,5 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal self-attention on a ``B x H x W x C`` map."""
-import math
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -14,11 +13,13 @@ from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
                              num_expanded_keys, pooled_extent,
                              relative_position_index)
 from .focal_pooling import (POOL_METHODS, build_pool_layers, centre_start,
-                            check_pool_method, check_pooled_window, pool_map)
+                            check_pool_method, check_pooled_window,
+                            pooled_tokens)
 from .window_attention import (ChunkedWindowAttention, WindowMasks,
-                               attend_windows, batched_rows, check_window_args,
-                               gather_windows, split_qkv, window_chunks,
-                               windows_per_chunk)
+                               attend_windows, batched_rows, check_map,
+                               check_window_args, gather_windows,
+                               pad_and_shift, split_qkv, unshift_and_crop,
+                               window_chunks, windows_per_chunk)
 
 __all__ = ['FocalAttention', 'POOL_METHODS', 'ChunkedWindowAttention']
 
@@ -226,18 +227,13 @@ class FocalAttention(BaseModule):
                              self.num_heads, self.scale, chunks,
                              self.attn_drop_rate, self.training)
         out = self.proj_drop(self.proj(out.view(B, Hp, Wp, -1)))
-        if t.shift:
-            out = torch.roll(out, shifts=(t.shift, t.shift), dims=(1, 2))
-        return out[:, :H, :W]
+        return unshift_and_crop(out, t.shift, H, W)
 
     def _tables(self, x: torch.Tensor) -> _Tables:
         """Projects the map and its pooled tokens, and looks up the gather
         indices, the position bias and the masks of its size (keys outside
         the pooled grid are zero vectors whose logits get MASK_VALUE)."""
-        if x.dim() != 4 or x.shape[-1] != self.embed_dims:
-            raise ValueError(
-                'FocalAttention expects a (B, H, W, C) map with C = '
-                f'{self.embed_dims}, got shape {tuple(x.shape)}')
+        check_map(x, self.embed_dims, 'FocalAttention')
         B, H, W, C = x.shape
         w = self.window_size
         # The official model neither expands nor shifts a map that fits in
@@ -246,21 +242,16 @@ class FocalAttention(BaseModule):
         expand = 0 if fits_one_window else self.expand_size
         shift = 0 if fits_one_window else self.shift_size
 
-        Hp, Wp = math.ceil(H / w) * w, math.ceil(W / w) * w
-        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        x = pad_and_shift(x, w, shift)
+        Hp, Wp = x.shape[1:3]
         geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
                               x.device)
         padded = geom.key_mask is not None
         q_proj, k_proj, v_proj = split_qkv(self.qkv, self.embed_dims)
         # Queries of the fine map only; keys and values of every token.
         fine = x.reshape(B, Hp * Wp, C)
-        tokens = [fine]
-        for level, grid in enumerate(geom.pooled_sizes):
-            tokens.append(
-                pool_map(x, self.pool_method, self.pool_layers, w, level,
-                         grid))
+        tokens = [fine] + pooled_tokens(x, self.pool_method, self.pool_layers,
+                                        w, geom.pooled_sizes)
         if padded:
             tokens.append(x.new_zeros(B, 1, C))
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine

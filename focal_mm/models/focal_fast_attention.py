@@ -1,7 +1,6 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal-fast self-attention (the official "v2") on a ``B x H x W x C``
 map."""
-import math
 from typing import Optional
 
 import torch
@@ -12,10 +11,11 @@ from mmengine.registry import MODELS
 
 from .focal_fast_geometry import FastGeometry, focal_fast_geometry
 from .focal_pooling import (build_pool_layers, check_pool_method,
-                            check_pooled_window, pool_map)
-from .window_attention import (WindowMasks, attend_windows,
-                               check_window_args, run_chunks, split_qkv,
-                               window_major_rows, windows_per_chunk)
+                            check_pooled_window, pooled_tokens)
+from .window_attention import (WindowMasks, attend_windows, check_map,
+                               check_window_args, pad_and_shift, run_chunks,
+                               split_qkv, unshift_and_crop, window_major_rows,
+                               windows_per_chunk)
 
 @MODELS.register_module()
 class FocalFastAttention(BaseModule):
@@ -167,27 +167,19 @@ class FocalFastAttention(BaseModule):
         return torch.cat(tables).permute(2, 1, 0).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[-1] != self.embed_dims:
-            raise ValueError(
-                'FocalFastAttention expects a (B, H, W, C) map with C = '
-                f'{self.embed_dims}, got shape {tuple(x.shape)}')
+        check_map(x, self.embed_dims, 'FocalFastAttention')
         B, H, W, C = x.shape
         w, heads = self.window_size, self.num_heads
         # The official model does not shift a map that fits in one window.
         shift = 0 if min(H, W) <= w else self.shift_size
-        Hp, Wp = math.ceil(H / w) * w, math.ceil(W / w) * w
-        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        x = pad_and_shift(x, w, shift)
+        Hp, Wp = x.shape[1:3]
         geom = self.geometry(Hp, Wp, x.device)
 
         q_proj, k_proj, v_proj = split_qkv(self.qkv, C)
         fine = x.reshape(B, Hp * Wp, C)
-        tokens = [fine]
-        for level, grid in enumerate(geom.pooled_sizes):
-            tokens.append(
-                pool_map(x, self.pool_method, self.pool_layers, w, level,
-                         grid))
+        tokens = [fine] + pooled_tokens(x, self.pool_method, self.pool_layers,
+                                        w, geom.pooled_sizes)
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
         keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
         queries = F.linear(fine, *q_proj)
@@ -214,9 +206,7 @@ class FocalFastAttention(BaseModule):
             self.training,
             bias_index=bias_index)
         out = self.proj_drop(self.proj(out.view(B, Hp, Wp, C)))
-        if shift:
-            out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
-        return out[:, :H, :W]
+        return unshift_and_crop(out, shift, H, W)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

@@ -7,7 +7,7 @@ At pooled level ``k`` the map is cut into sub-windows of
 centre-zero-padded to whole sub-windows (the smaller half of the difference
 on top and left), then every sub-window becomes one token.
 """
-from typing import Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -96,3 +96,15 @@ def pool_map(x: torch.Tensor, pool_method: str, pool_layers: nn.ModuleList,
         pooled = torch.einsum('bpiqjc,ij->bpqc', cells, fc.weight.view(
             sub, sub)) + fc.bias
     return pooled.reshape(B, -1, C)
+
+
+def pooled_tokens(
+        x: torch.Tensor, pool_method: str, pool_layers: nn.ModuleList,
+        window_size: int,
+        pooled_sizes: Sequence[Tuple[int, int]]) -> List[torch.Tensor]:
+    """The ``(B, Ph * Pw, C)`` tokens of every pooled level (grids
+    ``pooled_sizes``) of the padded (shifted) map ``x``."""
+    return [
+        pool_map(x, pool_method, pool_layers, window_size, level, grid)
+        for level, grid in enumerate(pooled_sizes)
+    ]

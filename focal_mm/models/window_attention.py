@@ -120,6 +120,34 @@ def windows_per_chunk(channels: int, heads: int, queries: int, keys: int,
     return budget // per_window
 
 
+def check_map(x: Tensor, embed_dims: int, name: str) -> None:
+    """Raises ValueError unless ``x`` is a ``(B, H, W, embed_dims)`` map."""
+    if x.dim() != 4 or x.shape[-1] != embed_dims:
+        raise ValueError(
+            f'{name} expects a (B, H, W, C) map with C = {embed_dims}, got '
+            f'shape {tuple(x.shape)}')
+
+
+def pad_and_shift(x: Tensor, window_size: int, shift: int) -> Tensor:
+    """Zero-pads a ``(B, H, W, C)`` map at the bottom and right to window
+    multiples, then rolls it by ``-shift`` (the official order)."""
+    H, W = x.shape[1:3]
+    w = window_size
+    x = F.pad(x, (0, 0, 0, -W % w, 0, -H % w))
+    if shift:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    return x
+
+
+def unshift_and_crop(x: Tensor, shift: int, height: int,
+                     width: int) -> Tensor:
+    """Undoes :func:`pad_and_shift`: rolls back by ``shift`` and crops to
+    ``height x width``."""
+    if shift:
+        x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+    return x[:, :height, :width]
+
+
 def check_window_args(embed_dims: int, num_heads: int, window_size: int,
                       shift_size: int, focal_level: int) -> None:
     """Raises ValueError naming the first bad argument that both focal
