@@ -163,8 +163,21 @@ def test_visualize_focal_attention(tmp_path):
 def test_benchmark_times_both_families_against_swin():
     """Wiring only (one step, no figures asserted): a row per family, with
     the spread of the paired ratios."""
-    out = run('analysis/benchmark.py', '--cases', 'infer_224', '--repeats',
-              1, '--warmup', 0, '--no-memory')
+    out = run('analysis/benchmark.py', '--cases', 'infer_224', '--repeats', 1,
+              '--warmup', 0, '--no-memory')
     rows = [line for line in out.splitlines() if line.startswith('| infer')]
     assert [r.split(' | ')[1] for r in rows] == ['Focal-T', 'Focal-fast-T']
     assert all(len(r.split(' | ')[5].split(' / ')) == 3 for r in rows)
+
+
+def test_benchmark_detector_case_and_memory():
+    """Wiring of a whole-detector case (small images, one step) with the
+    peak memory of its child processes."""
+    out = run('analysis/benchmark.py', '--cases', 'det_retinanet_infer',
+              '--models', 'focal', '--det-size', 128, 160, '--repeats', 1,
+              '--warmup', 0)
+    row = next(line for line in out.splitlines()
+               if line.startswith('| det_retinanet_infer'))
+    cells = row.split(' | ')
+    assert cells[1:3] == ['Focal-T', '2']
+    assert float(cells[6]) > 0 and float(cells[7]) > 0  # peak MB of both

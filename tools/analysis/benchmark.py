@@ -1,22 +1,29 @@
 #!/usr/bin/env python
-"""Speed and memory of the Focal backbones of both families
+"""Speed and memory of the Focal models of both families
 (FocalTransformer, FocalFastTransformer) against mmdet's SwinTransformer of
-the same size, measured side by side in one process.
+the same size, measured side by side in one process: the backbones alone,
+and whole Mask R-CNN and RetinaNet detectors.
 
     python tools/analysis/benchmark.py --arch tiny --device cpu
-    python tools/analysis/benchmark.py --models focal_fast --cases infer_224
+    python tools/analysis/benchmark.py --models focal --cases det_mask_rcnn_infer
     python tools/analysis/benchmark.py --device cuda --dtype bf16 --json o.json
 
-Cases (backbone only): inference at 224x224 (batch 8 on CPU, 64 on GPU),
-inference at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step
-(forward + backward) at 224. The models alternate within every repeat
-(each Focal model, then Swin), after warm-up; images/s come from the median
-step, the ratio is the median of the per-repeat ratios (each Focal step
-against the Swin step of the same repeat), so machine noise hits both alike:
-read the ratio, not the absolute numbers; the spread (min / max of the
-per-repeat ratios) shows a noisy run as one. Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak
-resident memory of a fresh child process per model and case, less what the
-process held before the forward.
+Backbone cases: inference at 224x224 (batch 8 on CPU, 64 on GPU), inference
+at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step (forward +
+backward) at 224, each model with its classification geometry. Detector
+cases (tiny only, see detector_cases.py): a training step and an inference
+of two 640x800 images (CPU and GPU), built from the detection configs as
+users run them (Focal windows enlarged to (15, 13, 9, 7)). The models
+alternate within every repeat (each Focal model, then Swin), after warm-up;
+images/s come from the median step, the ratio is the median of the
+per-repeat ratios (each Focal step against the Swin step of the same
+repeat), so machine noise hits both alike: read the ratio, not the absolute
+numbers; the spread (min / max of the per-repeat ratios) shows a noisy run as
+one. ``--dtype bf16`` runs everything under autocast, ``--compile`` compiles
+every backbone (Swin's too) with torch.compile; their rows are labelled.
+Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak resident
+memory of a fresh child process per model and case, less what the process
+held before the step.
 """
 import argparse
 import json
@@ -28,6 +35,8 @@ import time
 from contextlib import nullcontext
 
 import torch
+from detector_cases import (DETECTOR_CONFIGS, build_detector, detector_batch,
+                            detector_step)
 
 ARCHS = {
     'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -54,9 +63,9 @@ def build(model: str, arch: str, size: tuple):
     return SwinTransformer(drop_path_rate=0., **ARCHS[arch])
 
 
-def cases(device: str):
+def cases(device: str, detector_size=(640, 800)):
     gpu = device.startswith('cuda')
-    return {
+    backbone = {
         'infer_224':
         dict(size=(224, 224), batch=64 if gpu else 8, train=False),
         'infer_800x1216':
@@ -64,11 +73,28 @@ def cases(device: str):
         'train_224':
         dict(size=(224, 224), batch=64 if gpu else 8, train=True),
     }
+    detector = {
+        f'det_{name}_{mode}':
+        dict(
+            size=tuple(detector_size),
+            batch=2,
+            train=mode == 'train',
+            detector=name)
+        for name in DETECTOR_CONFIGS
+        for mode in ('train', 'infer')
+    }
+    return {**backbone, **detector}
 
 
-def step_fn(model, images, train: bool, dtype, device):
-    autocast = nullcontext() if dtype == torch.float32 else torch.autocast(
-        device_type=device.split(':')[0], dtype=dtype)
+def autocast_for(dtype, device):
+    """Autocast to ``dtype`` (None for fp32)."""
+    if dtype == torch.float32:
+        return None
+    return torch.autocast(device_type=device.split(':')[0], dtype=dtype)
+
+
+def backbone_step(model, images, train: bool, autocast):
+    autocast = autocast or nullcontext()
 
     def step():
         if train:
@@ -82,19 +108,39 @@ def step_fn(model, images, train: bool, dtype, device):
     return step
 
 
+def make_step(name, arch, case, dtype, device, compile_backbone=False):
+    """The step of model ``name`` (a Focal family or ``'swin'``) in
+    ``case``: a callable that runs it once."""
+    autocast = autocast_for(dtype, device)
+    if 'detector' in case:
+        if arch != 'tiny':
+            raise SystemExit(f'detector cases exist for --arch tiny only '
+                             f'(the detection configs), got {arch}')
+        net = build_detector(case['detector'], name).to(device)
+        if compile_backbone:
+            net.backbone = torch.compile(net.backbone)
+        batch = detector_batch(case['batch'], case['size'], device)
+        return detector_step(net, batch, case['train'], autocast)
+    model = build(name, arch, case['size']).to(device)
+    if compile_backbone:
+        model = torch.compile(model)
+    model.train(case['train'])
+    images = torch.randn(case['batch'], 3, *case['size'], device=device)
+    return backbone_step(model, images, case['train'], autocast)
+
+
 def sync(device):
     if device.startswith('cuda'):
         torch.cuda.synchronize()
 
 
-def time_models(models, arch, case, dtype, device, warmup, repeats):
+def time_models(models, arch, case, dtype, device, warmup, repeats,
+                compile_backbone):
     """Seconds of every timed step of each model, the models alternating."""
-    steps = {}
-    for name in models:
-        model = build(name, arch, case['size']).to(device)
-        model.train(case['train'])
-        images = torch.randn(case['batch'], 3, *case['size'], device=device)
-        steps[name] = step_fn(model, images, case['train'], dtype, device)
+    steps = {
+        name: make_step(name, arch, case, dtype, device, compile_backbone)
+        for name in models
+    }
     times = {name: [] for name in steps}
     for i in range(warmup + repeats):
         for name, step in steps.items():
@@ -107,15 +153,13 @@ def time_models(models, arch, case, dtype, device, warmup, repeats):
     return times
 
 
-def peak_memory_mb(name, arch, case_name, dtype_name, device):
-    """Peak memory of one model's step, in a fresh process on CPU."""
+def peak_memory_mb(name, args, case_name):
+    """Peak memory of one model's step (in a fresh process on CPU)."""
+    device = args.device
     if device.startswith('cuda'):
-        case = cases(device)[case_name]
-        model = build(name, arch, case['size']).to(device)
-        model.train(case['train'])
-        images = torch.randn(case['batch'], 3, *case['size'], device=device)
-        step = step_fn(model, images, case['train'], DTYPES[dtype_name],
-                       device)
+        step = make_step(name, args.arch,
+                         cases(device, args.det_size)[case_name],
+                         DTYPES[args.dtype], device, args.compile)
         step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -123,27 +167,29 @@ def peak_memory_mb(name, arch, case_name, dtype_name, device):
         step()
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
-        del model, images, step
+        del step
         torch.cuda.empty_cache()
         return peak / 2**20
-    out = subprocess.run([
-        sys.executable, __file__, '--child', name, '--arch', arch, '--case',
-        case_name, '--dtype', dtype_name
-    ],
-                         capture_output=True,
-                         text=True,
-                         check=True)
+    out = subprocess.run(
+        [
+            sys.executable, __file__, '--child', name, '--arch', args.arch,
+            '--case', case_name, '--dtype', args.dtype, '--det-size',
+            *map(str, args.det_size)
+        ] + ['--compile'] * args.compile,
+        capture_output=True,
+        text=True,
+        check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def child(args):
-    """Runs one step and prints the rise of peak RSS over the pre-step RSS."""
-    torch.set_num_threads(torch.get_num_threads())
-    case = cases('cpu')[args.case]
-    model = build(args.child, args.arch, case['size'])
-    model.train(case['train'])
-    images = torch.randn(case['batch'], 3, *case['size'])
-    step = step_fn(model, images, case['train'], DTYPES[args.dtype], 'cpu')
+    """Runs one step and prints the rise of peak RSS over the pre-step RSS
+    (of the second step where the first one compiles)."""
+    step = make_step(args.child, args.arch,
+                     cases('cpu', args.det_size)[args.case],
+                     DTYPES[args.dtype], 'cpu', args.compile)
+    if args.compile:
+        step()
     with open('/proc/self/statm') as f:
         before = int(f.read().split()[1]) * resource.getpagesize()
     step()
@@ -167,9 +213,20 @@ def parse_args(argv=None):
         nargs='+',
         default=None,
         help='subset of the cases (default: all)')
+    parser.add_argument(
+        '--det-size',
+        type=int,
+        nargs=2,
+        default=(640, 800),
+        metavar=('H', 'W'),
+        help='image size of the detector cases (default: 640 800)')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile every backbone (Swin included)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument(
         '--child',
@@ -183,21 +240,24 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         return child(args)
-    all_cases = cases(args.device)
+    all_cases = cases(args.device, args.det_size)
+    unknown = sorted(set(args.cases or ()) - set(all_cases))
+    if unknown:
+        raise SystemExit(f'unknown cases {unknown}; the cases are '
+                         f'{list(all_cases)}')
     results = []
     for name in args.cases or list(all_cases):
         case = all_cases[name]
         times = time_models(args.models + ['swin'], args.arch, case,
                             DTYPES[args.dtype], args.device, args.warmup,
-                            args.repeats)
+                            args.repeats, args.compile)
         swin_median = statistics.median(times['swin'])
         swin_peak = None if args.no_memory else peak_memory_mb(
-            'swin', args.arch, name, args.dtype, args.device)
+            'swin', args, name)
         for model in args.models:
             # Each Focal step against the Swin step of the same repeat, so
             # that a slow spell of the machine hits both sides of a ratio.
-            ratios = sorted(
-                s / f for f, s in zip(times[model], times['swin']))
+            ratios = sorted(s / f for f, s in zip(times[model], times['swin']))
             row = dict(
                 case=name,
                 model=f'{FOCAL_MODELS[model]}-{args.arch[0].upper()}',
@@ -208,15 +268,16 @@ def main(argv=None):
                 ratio_min=ratios[0],
                 ratio_max=ratios[-1])
             if swin_peak is not None:
-                row['focal_peak_mb'] = peak_memory_mb(
-                    model, args.arch, name, args.dtype, args.device)
+                row['focal_peak_mb'] = peak_memory_mb(model, args, name)
                 row['swin_peak_mb'] = swin_peak
                 row['memory_ratio'] = row['focal_peak_mb'] / swin_peak
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
-    header = (f'Focal backbones vs Swin-{args.arch[0].upper()}, '
-              f'{args.device}, {args.dtype}, {torch.get_num_threads()} '
-              f'threads, median of {args.repeats} paired repeats')
+    header = (f'Focal models vs Swin-{args.arch[0].upper()}, '
+              f'{args.device}, {args.dtype}'
+              f'{", compiled backbones" if args.compile else ""}, '
+              f'{torch.get_num_threads()} threads, median of {args.repeats} '
+              'paired repeats')
     print(header)
     print('| case | model | batch | img/s | Swin img/s | ratio (min / median'
           ' / max) | peak MB | Swin peak MB | memory ratio |')
