@@ -27,6 +27,7 @@ held before the step.
 """
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -109,8 +110,8 @@ def backbone_step(model, images, train: bool, autocast):
 
 
 def make_step(name, arch, case, dtype, device, compile_backbone=False):
-    """The step of model ``name`` (a Focal family or ``'swin'``) in
-    ``case``: a callable that runs it once."""
+    """Model ``name`` (a Focal family or ``'swin'``) of ``case`` and its
+    step, a callable that runs it once."""
     autocast = autocast_for(dtype, device)
     if 'detector' in case:
         if arch != 'tiny':
@@ -120,13 +121,13 @@ def make_step(name, arch, case, dtype, device, compile_backbone=False):
         if compile_backbone:
             net.backbone = torch.compile(net.backbone)
         batch = detector_batch(case['batch'], case['size'], device)
-        return detector_step(net, batch, case['train'], autocast)
+        return net, detector_step(net, batch, case['train'], autocast)
     model = build(name, arch, case['size']).to(device)
     if compile_backbone:
         model = torch.compile(model)
     model.train(case['train'])
     images = torch.randn(case['batch'], 3, *case['size'], device=device)
-    return backbone_step(model, images, case['train'], autocast)
+    return model, backbone_step(model, images, case['train'], autocast)
 
 
 def sync(device):
@@ -134,13 +135,22 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_models(models, arch, case, dtype, device, warmup, repeats,
-                compile_backbone):
-    """Seconds of every timed step of each model, the models alternating."""
-    steps = {
+def time_models(models,
+                arch,
+                case,
+                dtype,
+                device,
+                warmup,
+                repeats,
+                compile_backbone,
+                profile_to=None):
+    """Seconds of every timed step of each model, the models alternating;
+    with ``profile_to`` (a path prefix), then one profiled step of each."""
+    built = {
         name: make_step(name, arch, case, dtype, device, compile_backbone)
         for name in models
     }
+    steps = {name: step for name, (_, step) in built.items()}
     times = {name: [] for name in steps}
     for i in range(warmup + repeats):
         for name, step in steps.items():
@@ -150,16 +160,64 @@ def time_models(models, arch, case, dtype, device, warmup, repeats,
             sync(device)
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
+    if profile_to:
+        for name, (model, step) in built.items():
+            write_profile(model, step, device, f'{profile_to}_{name}.txt')
     return times
+
+
+def write_profile(model, step, device, path):
+    """Profiles one step: the operators by self time, and for a detector the
+    forward time of its parts that run through ``forward`` (backbone, neck;
+    mmdet calls the heads through ``loss``/``predict``) as labelled rows,
+    against the whole step."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+    handles, open_labels = [], {}
+    for part in ('backbone', 'neck'):
+        module = getattr(model, part, None)
+        if module is None:
+            continue
+
+        def enter(mod, args, part=part):
+            open_labels[part] = record_function(f'## {part} forward')
+            open_labels[part].__enter__()
+
+        def leave(mod, args, out, part=part):
+            open_labels.pop(part).__exit__(None, None, None)
+
+        handles += [
+            module.register_forward_pre_hook(enter),
+            module.register_forward_hook(leave)
+        ]
+    activities = [ProfilerActivity.CPU]
+    if device.startswith('cuda'):
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        step()
+        sync(device)
+        seconds = time.perf_counter() - start
+    for handle in handles:
+        handle.remove()
+    sort = 'self_cuda_time_total' if device.startswith('cuda') \
+        else 'self_cpu_time_total'
+    events = prof.key_averages()
+    with open(path, 'w') as f:
+        f.write(events.table(sort_by=sort, row_limit=30) + '\n')
+        f.write(f'whole step: {seconds:.3f} s (profiled)\n')
+        for e in sorted(events, key=lambda e: e.key):
+            if e.key.startswith('## '):
+                f.write(f'{e.key}: {e.cpu_time_total / 1e6:.3f} s\n')
+    print(f'profile written to {path}', file=sys.stderr)
 
 
 def peak_memory_mb(name, args, case_name):
     """Peak memory of one model's step (in a fresh process on CPU)."""
     device = args.device
     if device.startswith('cuda'):
-        step = make_step(name, args.arch,
-                         cases(device, args.det_size)[case_name],
-                         DTYPES[args.dtype], device, args.compile)
+        _, step = make_step(name, args.arch,
+                            cases(device, args.det_size)[case_name],
+                            DTYPES[args.dtype], device, args.compile)
         step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -185,9 +243,9 @@ def peak_memory_mb(name, args, case_name):
 def child(args):
     """Runs one step and prints the rise of peak RSS over the pre-step RSS
     (of the second step where the first one compiles)."""
-    step = make_step(args.child, args.arch,
-                     cases('cpu', args.det_size)[args.case],
-                     DTYPES[args.dtype], 'cpu', args.compile)
+    _, step = make_step(args.child, args.arch,
+                        cases('cpu', args.det_size)[args.case],
+                        DTYPES[args.dtype], 'cpu', args.compile)
     if args.compile:
         step()
     with open('/proc/self/statm') as f:
@@ -229,6 +287,11 @@ def parse_args(argv=None):
         help='torch.compile every backbone (Swin included)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument(
+        '--profile',
+        metavar='DIR',
+        help='after timing, profile one step of every model and case and '
+        'write the tables to DIR/<case>_<model>.txt')
+    parser.add_argument(
         '--child',
         choices=list(FOCAL_MODELS) + ['swin'],
         help=argparse.SUPPRESS)
@@ -245,12 +308,15 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f'unknown cases {unknown}; the cases are '
                          f'{list(all_cases)}')
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     results = []
     for name in args.cases or list(all_cases):
         case = all_cases[name]
         times = time_models(args.models + ['swin'], args.arch, case,
                             DTYPES[args.dtype], args.device, args.warmup,
-                            args.repeats, args.compile)
+                            args.repeats, args.compile, args.profile
+                            and os.path.join(args.profile, name))
         swin_median = statistics.median(times['swin'])
         swin_peak = None if args.no_memory else peak_memory_mb(
             'swin', args, name)
