@@ -262,8 +262,9 @@ def checkpoint_to_test(filename: str, work_dir: str, model_type: str) -> str:
     Anything else raises ``ValueError``.
     """
     from ..official import is_official_state_dict, official_to_mmpretrain
-    state_dict = extract_state_dict(read_checkpoint(filename))
+    # Download once (one barrier in distributed runs), then read the copy.
     local = download_checkpoint(filename) if is_url(filename) else filename
+    state_dict = extract_state_dict(read_checkpoint(local))
     if is_official_state_dict(state_dict):
         model_type = getattr(model_type, '__name__', str(model_type))
         if not model_type.endswith('ImageClassifier'):
