@@ -170,6 +170,18 @@ def test_benchmark_times_both_families_against_swin():
     assert all(len(r.split(' | ')[5].split(' / ')) == 3 for r in rows)
 
 
+def test_benchmark_onnx_row():
+    """Wiring of the ONNX Runtime row: the backbone is exported and both
+    runtimes are timed on the same input (one repeat)."""
+    out = run('analysis/benchmark.py', '--cases', 'onnx_infer_224',
+              '--models', 'focal', '--repeats', 1, '--warmup', 0)
+    row = next(line for line in out.splitlines()
+               if line.startswith('| onnx_infer_224'))
+    cells = row.split(' | ')
+    assert cells[1:3] == ['Focal-T', '1']
+    assert len(cells[5].split(' / ')) == 3
+
+
 def test_benchmark_detector_case_and_memory():
     """Wiring of a whole-detector case (small images, one step) with the
     peak memory of its child processes."""

@@ -84,7 +84,10 @@ def cases(device: str, detector_size=(640, 800)):
         for name in DETECTOR_CONFIGS
         for mode in ('train', 'infer')
     }
-    return {**backbone, **detector}
+    # Focal backbones exported to ONNX, in ONNX Runtime against PyTorch
+    # eager (no Swin): see onnx_rows.
+    onnx = {'onnx_infer_224': dict(size=(224, 224), batch=1, onnx=True)}
+    return {**backbone, **detector, **onnx}
 
 
 def autocast_for(dtype, device):
@@ -299,6 +302,37 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def onnx_rows(args, case_name, case):
+    """ONNX Runtime (CPU) against PyTorch eager for each Focal backbone of
+    ``args.models`` (exported to a temporary file), paired repeats."""
+    import tempfile
+
+    from focal_mm.deployment import benchmark_onnx, export_onnx
+    rows = []
+    for name in args.models:
+        model = build(name, args.arch, case['size']).eval()
+        image = torch.randn(case['batch'], 3, *case['size'])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'backbone.onnx')
+            export_onnx(model, image, path,
+                        [f'stage{i}' for i in model.out_indices])
+            speed = benchmark_onnx(model, path, image, args.repeats,
+                                   args.warmup)
+        low, mid, high = speed.ratios
+        rows.append(
+            dict(
+                case=case_name,
+                model=f'{FOCAL_MODELS[name]}-{args.arch[0].upper()}',
+                batch=case['batch'],
+                torch_img_s=case['batch'] / speed.torch_s,
+                onnx_img_s=case['batch'] / speed.onnx_s,
+                ratio=mid,
+                ratio_min=low,
+                ratio_max=high))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
@@ -311,8 +345,18 @@ def main(argv=None):
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     results = []
-    for name in args.cases or list(all_cases):
+    onnx_results = []
+    default = [
+        name for name, case in all_cases.items()
+        if args.device == 'cpu' or not case.get('onnx')
+    ]
+    for name in args.cases or default:
         case = all_cases[name]
+        if case.get('onnx'):
+            if args.device != 'cpu':
+                raise SystemExit(f'{name} runs on the CPU only')
+            onnx_results += onnx_rows(args, name, case)
+            continue
         times = time_models(args.models + ['swin'], args.arch, case,
                             DTYPES[args.dtype], args.device, args.warmup,
                             args.repeats, args.compile, args.profile
@@ -356,9 +400,24 @@ def main(argv=None):
               f"{r['focal_img_s']:.2f} | {r['swin_img_s']:.2f} | "
               f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
               f"{r['ratio_max']:.2f} | {mem} |")
+    if onnx_results:
+        print(f'\nFocal backbones in ONNX Runtime (CPU) vs PyTorch eager, '
+              f'{torch.get_num_threads()} threads, median of {args.repeats} '
+              'paired repeats')
+        print('| case | model | batch | PyTorch img/s | ONNX Runtime img/s | '
+              'ratio ORT vs eager (min / median / max) |')
+        print('| --- | --- | --- | --- | --- | --- |')
+        for r in onnx_results:
+            print(f"| {r['case']} | {r['model']} | {r['batch']} | "
+                  f"{r['torch_img_s']:.2f} | {r['onnx_img_s']:.2f} | "
+                  f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
+                  f"{r['ratio_max']:.2f} |")
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(setting=header, results=results), f, indent=1)
+            json.dump(
+                dict(setting=header, results=results + onnx_results),
+                f,
+                indent=1)
 
 
 if __name__ == '__main__':
