@@ -167,3 +167,32 @@ def test_query_attention_explains_one_query():
     assert len(pooled) + (levels == -1).sum() == 25
     assert ((pooled[:, 2] - pooled[:, 0]) == 7).all()
     assert weights[:, levels == -1].max() < 1e-30  # padded pooled slots
+
+
+def test_rows_of_windows_skip_slots_off_the_pooled_grid(monkeypatch):
+    """With a focal window larger than the pooled grid, rows of windows
+    attend only the pooled slots on the grid's rows (the masked ones weigh
+    exp(-100) times less); the oracle attends every slot, masked."""
+    monkeypatch.setattr(window_attention, 'CHUNK_BYTES', 300_000)
+    monkeypatch.setattr(window_attention, 'TRAINING_CHUNK_BYTES', 300_000)
+    attn = make((16, 2, 7, 3, 3, 2, 15, 'fc'))
+    x = torch.randn(2, 40, 47, 16, dtype=torch.float64, requires_grad=True)
+    geom = focal_geometry(42, 49, 7, 3, 3, (15, ), x.device)
+    # Six rows of windows, each seeing the 6 grid rows at other slots of
+    # its 15: 9 * 15 of the 49 + 120 + 225 slots are off the grid.
+    assert [(g.start, g.stop, len(g.cols)) for g in geom.slot_groups] == [
+        (7 * r, 7 * r + 7, 394 - 135) for r in range(6)
+    ]
+    calls = []
+    apply = focal_attention.ChunkedWindowAttention.apply
+    monkeypatch.setattr(focal_attention.ChunkedWindowAttention, 'apply',
+                        lambda *args: calls.append(args[9]) or apply(*args))
+    ours, ref = attn(x), oracle_focal_attention(attn, x)
+    assert {len(c.cols) for chunk in calls for c in chunk} == {259}
+    assert rel_err(ours, ref) < 1e-12
+    proj = torch.randn_like(ours)
+    inputs = [x] + list(attn.parameters())
+    grads = torch.autograd.grad((ours * proj).sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs)
+    for g, r in zip(grads, ref_grads):
+        assert rel_err(g, r) < 1e-10

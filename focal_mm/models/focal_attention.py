@@ -15,14 +15,13 @@ from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
 from .focal_pooling import (POOL_METHODS, build_pool_layers, centre_start,
                             check_pool_method, check_pooled_window,
                             pooled_tokens)
-from .window_attention import (ChunkedWindowAttention, WindowMasks,
+from .window_attention import (Chunk, ChunkedWindowAttention, WindowMasks,
                                attend_windows, batched_rows, check_map,
                                check_window_args, gather_windows,
                                pad_and_shift, split_qkv, unshift_and_crop,
                                window_chunks, windows_per_chunk)
 
 __all__ = ['FocalAttention', 'POOL_METHODS', 'ChunkedWindowAttention']
-
 
 
 class _Tables(NamedTuple):
@@ -221,7 +220,8 @@ class FocalAttention(BaseModule):
         chunk = windows_per_chunk(t.keys.shape[1], self.num_heads, L, N,
                                   t.keys.element_size())
         chunks = list(
-            window_chunks(num_windows, num_windows // B, chunk))
+            window_chunks(num_windows, num_windows // B, chunk,
+                          t.geom.slot_groups))
         out = attend_windows(t.queries, t.keys, t.values, t.query_rows,
                              t.key_rows, t.bias.to(t.queries.dtype), t.masks,
                              self.num_heads, self.scale, chunks,
@@ -299,7 +299,7 @@ class FocalAttention(BaseModule):
         k = gather_windows(tables.keys, tables.key_rows[window], 1,
                            self.num_heads)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
-        bias = tables.masks.with_bias(tables.bias, window, window + 1)
+        bias = tables.masks.with_bias(tables.bias, Chunk(window, window + 1))
         logits = logits + bias[0, :, row]
         slots = tables.geom.key_index[window]
 

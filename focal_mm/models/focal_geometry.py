@@ -21,8 +21,13 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
+from .window_attention import SlotGroup
+
 # The additive logit mask of the official implementation (not -inf).
 MASK_VALUE = -100.0
+# Least share of a window's key slots that must fall off the pooled grid's
+# rows for its row of windows to attend the others only (see _slot_groups).
+MIN_CROPPED = 0.1
 
 
 def pooled_kernel(focal_window: int, level: int) -> int:
@@ -111,6 +116,12 @@ class FocalGeometry(NamedTuple):
         pooled_sizes (tuple): ``(Ph, Pw)`` of every pooled level.
         pooled_offsets (tuple): Row of the token table where each pooled
             level starts, then the zero row.
+        slot_groups (tuple[SlotGroup]): Runs of window rows (as window
+            ranges of one image) whose pooled neighbourhoods lose the same
+            rows off the grid, with the key slots they keep (None: all);
+            empty when no window loses any. Attending only those slots
+            leaves out keys whose weight the mask makes ``exp(-100)``
+            times smaller than the others', below float64 resolution.
     """
     query_index: torch.Tensor
     key_index: torch.Tensor
@@ -118,6 +129,7 @@ class FocalGeometry(NamedTuple):
     region_mask: Optional[torch.Tensor]
     pooled_sizes: Tuple[Tuple[int, int], ...]
     pooled_offsets: Tuple[int, ...]
+    slot_groups: Tuple[SlotGroup, ...] = ()
 
 
 def _region_mask(height: int, width: int, window_size: int,
@@ -177,6 +189,7 @@ def _build_geometry(height: int, width: int, window_size: int,
     query_index = own_y * width + own_x
     slots = [query_index]
     padding = [torch.zeros_like(query_index, dtype=torch.bool)]
+    off_rows = [torch.zeros_like(query_index, dtype=torch.bool)]
 
     if expand_size > 0:
         off = torch.tensor(expanded_key_slots(w, expand_size).offsets)
@@ -184,6 +197,7 @@ def _build_geometry(height: int, width: int, window_size: int,
         xs = (win_x[:, None] * w + off[None, :, 1]) % width
         slots.append(ys * width + xs)
         padding.append(torch.zeros_like(ys, dtype=torch.bool))
+        off_rows.append(padding[-1])
 
     offset = height * width
     pooled_sizes, pooled_offsets = [], [offset]
@@ -196,7 +210,9 @@ def _build_geometry(height: int, width: int, window_size: int,
         py = win_y[:, None] * stride + taps[None, :]  # (nW, K')
         px = win_x[:, None] * stride + taps[None, :]
         py, px = py[:, :, None], px[:, None, :]
-        outside = (py < 0) | (py >= grid_h) | (px < 0) | (px >= grid_w)
+        row_outside = (py < 0) | (py >= grid_h)
+        outside = row_outside | (px < 0) | (px >= grid_w)
+        off_rows.append(row_outside.expand_as(outside).flatten(1))
         index = offset + py.clamp(0, grid_h - 1) * grid_w + px.clamp(
             0, grid_w - 1)
         slots.append(index.flatten(1))
@@ -215,13 +231,40 @@ def _build_geometry(height: int, width: int, window_size: int,
         key_mask = (key_padding.to(torch.float32) * MASK_VALUE).to(device)
     if shift_size > 0:
         region_mask = _region_mask(height, width, w, shift_size).to(device)
+    slot_groups = _slot_groups(
+        torch.cat(off_rows, dim=1), n_rows, n_cols, device)
     return FocalGeometry(
         query_index=query_index.to(device),
         key_index=key_index.to(device),
         key_mask=key_mask,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
-        pooled_offsets=tuple(pooled_offsets))
+        pooled_offsets=tuple(pooled_offsets),
+        slot_groups=slot_groups)
+
+
+def _slot_groups(off_rows: torch.Tensor, n_rows: int, n_cols: int,
+                 device: torch.device) -> Tuple[SlotGroup, ...]:
+    """Groups consecutive window rows by the key slots that fall off the
+    pooled grid's rows (``off_rows``, ``(nW, N)``, the same along a window
+    row), see ``FocalGeometry.slot_groups``. Rows that lose fewer than
+    ``MIN_CROPPED`` of their slots keep them all (a group's chunks cost a
+    few gathers more than the slots save)."""
+    patterns = off_rows[::n_cols]  # one row of windows each
+    cropped = patterns.sum(1) >= MIN_CROPPED * off_rows.shape[1]
+    if not cropped.any():
+        return ()
+    groups, first = [], 0
+    for row in range(1, n_rows + 1):
+        if row < n_rows and cropped[row] == cropped[first] and (
+                not cropped[row]
+                or torch.equal(patterns[row], patterns[first])):
+            continue
+        cols = (~patterns[first]).nonzero().flatten().to(device) \
+            if cropped[first] else None
+        groups.append(SlotGroup(first * n_cols, row * n_cols, cols))
+        first = row
+    return tuple(groups)
 
 
 def relative_position_index(query_size: int, key_size: int) -> torch.Tensor:

@@ -17,7 +17,8 @@ attention gives every window its own bias, gathered per chunk from a small
 broadcast where a chunk's windows share their index row.
 """
 import sys
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Sequence)
 
 import torch
 import torch.nn as nn
@@ -29,23 +30,45 @@ class Chunk(NamedTuple):
     """Windows ``start:stop`` (rows of the query and key row tables),
     attended together. With a per-window bias index (see
     :func:`chunk_bias`), ``shared_bias`` says that all of them have the
-    index row of the first, whose bias is then broadcast."""
+    index row of the first, whose bias is then broadcast. ``cols`` (with a
+    shared bias) are the key slots the windows attend, leaving out slots
+    that all of them mask (None: every slot)."""
     start: int
     stop: int
     shared_bias: bool = False
+    cols: Optional[Tensor] = None
 
 
 Chunks = List[Chunk]
 
 
-def window_chunks(num_windows: int, per_image: int,
-                  size: int) -> Iterator[Chunk]:
+class SlotGroup(NamedTuple):
+    """Windows ``start:stop`` of an image that attend the key slot columns
+    ``cols`` (None: all of them)."""
+    start: int
+    stop: int
+    cols: Optional[Tensor]
+
+
+def window_chunks(
+        num_windows: int,
+        per_image: int,
+        size: int,
+        slot_groups: Optional[Sequence[SlotGroup]] = None) -> Iterator[Chunk]:
     """Chunks of at most ``size`` windows (at least one) of batch-major
     windows that either lie in one image or hold whole images, so that
     per-window masks can be sliced or repeated for them
-    (:func:`of_windows`)."""
+    (:func:`of_windows`). Where chunks lie in one image and ``slot_groups``
+    are given, no chunk crosses a group, and each attends its group's
+    columns."""
     size = max(size, 1)
-    if size < per_image:
+    if size < per_image and slot_groups:
+        for image in range(0, num_windows, per_image):
+            for first, stop, cols in slot_groups:
+                for start in range(image + first, image + stop, size):
+                    yield Chunk(
+                        start, min(start + size, image + stop), cols=cols)
+    elif size < per_image:
         for image in range(0, num_windows, per_image):
             for start in range(image, image + per_image, size):
                 yield Chunk(start, min(start + size, image + per_image))
@@ -145,8 +168,7 @@ def pad_and_shift(x: Tensor, window_size: int, shift: int) -> Tensor:
     return x
 
 
-def unshift_and_crop(x: Tensor, shift: int, height: int,
-                     width: int) -> Tensor:
+def unshift_and_crop(x: Tensor, shift: int, height: int, width: int) -> Tensor:
     """Undoes :func:`pad_and_shift`: rolls back by ``shift`` and crops to
     ``height x width``."""
     if shift:
@@ -202,25 +224,28 @@ class WindowMasks(NamedTuple):
     key: Optional[Tensor] = None
     region: Optional[Tensor] = None
 
-    def add_to(self, logits: Tensor, start: int, stop: int) -> Tensor:
-        """Adds the masks of windows ``start:stop`` to ``(n, heads, L, N)``
-        logits in place."""
+    def add_to(self, logits: Tensor, chunk: Chunk) -> Tensor:
+        """Adds the masks of the windows of ``chunk`` to their
+        ``(n, heads, L, N)`` logits in place."""
         if self.key is not None:
-            logits += self._key(start, stop)
-        return self._add_region(logits, start, stop)
+            logits += self._key(chunk)
+        return self._add_region(logits, chunk.start, chunk.stop)
 
-    def with_bias(self, bias: Tensor, start: int, stop: int) -> Tensor:
-        """``bias`` ``(1, heads, L, N)`` plus the masks of windows
-        ``start:stop``: ``(n, heads, L, N)``, or ``bias`` itself when there
-        are no masks (a fused kernel broadcasts it)."""
+    def with_bias(self, bias: Tensor, chunk: Chunk) -> Tensor:
+        """``bias`` ``(1, heads, L, N)`` plus the masks of the windows of
+        ``chunk``: ``(n, heads, L, N)``, or ``bias`` itself when there are
+        no masks (a fused kernel broadcasts it)."""
         if self.key is None and self.region is None:
             return bias
-        out = bias.repeat(stop - start, 1, 1, 1) if self.key is None \
-            else bias + self._key(start, stop)
-        return self._add_region(out, start, stop)
+        out = bias.repeat(chunk.stop - chunk.start, 1, 1, 1) \
+            if self.key is None else bias + self._key(chunk)
+        return self._add_region(out, chunk.start, chunk.stop)
 
-    def _key(self, start: int, stop: int) -> Tensor:
-        return of_windows(self.key, start, stop)[:, None, None]
+    def _key(self, chunk: Chunk) -> Tensor:
+        key = of_windows(self.key, chunk.start, chunk.stop)
+        if chunk.cols is not None:
+            key = key.index_select(1, chunk.cols)
+        return key[:, None, None]
 
     def _add_region(self, logits: Tensor, start: int, stop: int) -> Tensor:
         if self.region is not None:
@@ -241,18 +266,32 @@ def windows_to_rows(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(-1, x.shape[1] * x.shape[3])
 
 
-def chunk_bias(bias: Tensor, bias_index: Optional[Tensor],
-               chunk: Chunk) -> Tensor:
+def cropped_biases(bias: Tensor, chunks: Chunks) -> Dict[int, Tensor]:
+    """The shared ``(1, heads, L, N)`` bias cropped, once per call, to the
+    key slot columns of each slot group among ``chunks``, keyed by
+    ``id(chunk.cols)`` (see :func:`chunk_bias`)."""
+    out = {}
+    for chunk in chunks:
+        if chunk.cols is not None and id(chunk.cols) not in out:
+            out[id(chunk.cols)] = bias.index_select(-1, chunk.cols)
+    return out
+
+
+def chunk_bias(bias: Tensor,
+               bias_index: Optional[Tensor],
+               chunk: Chunk,
+               cropped: Optional[Dict[int, Tensor]] = None) -> Tensor:
     """The position bias of the windows of ``chunk``.
 
     Without ``bias_index``, ``bias`` is ``(1, heads, L, N)``, shared by all
-    windows, and returned as it is. With it, ``bias`` is a ``(heads, L, D)``
-    table and ``bias_index`` ``(windows, N)`` the table column of every key
-    slot: the result is ``(n, heads, L, N)`` (``n = 1`` when the chunk
-    shares one index row), contiguous along the keys.
+    windows, and returned as it is, or as cropped to the chunk's columns
+    (``cropped``, of :func:`cropped_biases`). With it, ``bias`` is a
+    ``(heads, L, D)`` table and ``bias_index`` ``(windows, N)`` the table
+    column of every key slot: the result is ``(n, heads, L, N)`` (``n = 1``
+    when the chunk shares one index row), contiguous along the keys.
     """
     if bias_index is None:
-        return bias
+        return bias if chunk.cols is None else cropped[id(chunk.cols)]
     stop = chunk.start + 1 if chunk.shared_bias else chunk.stop
     index = bias_index[chunk.start:stop]
     heads, L, D = bias.shape
@@ -262,11 +301,21 @@ def chunk_bias(bias: Tensor, bias_index: Optional[Tensor],
 
 
 def add_bias_grad(grad_bias: Tensor, d_logits: Tensor,
-                  bias_index: Optional[Tensor], chunk: Chunk) -> None:
+                  bias_index: Optional[Tensor], chunk: Chunk,
+                  cropped_grads: Dict[int, list]) -> None:
     """Adds the gradient of the chunk's logits ``(n, heads, L, N)`` to that
-    of the bias it came from (see :func:`chunk_bias`), in place."""
+    of the bias it came from (see :func:`chunk_bias`), in place; that of a
+    cropped bias to ``cropped_grads`` (``id(cols)``: ``[cols, grad]``),
+    which :func:`add_cropped_grads` adds once all chunks are done."""
     if bias_index is None:
-        grad_bias += d_logits.sum(0, keepdim=True)
+        if chunk.cols is None:
+            grad_bias += d_logits.sum(0, keepdim=True)
+        elif id(chunk.cols) in cropped_grads:
+            cropped_grads[id(chunk.cols)][1] += d_logits.sum(0, keepdim=True)
+        else:
+            cropped_grads[id(
+                chunk.cols)] = [chunk.cols,
+                                d_logits.sum(0, keepdim=True)]
         return
     heads, L, D = grad_bias.shape
     grad = grad_bias.view(heads * L, D)
@@ -280,18 +329,26 @@ def add_bias_grad(grad_bias: Tensor, d_logits: Tensor,
             d_logits.permute(1, 2, 0, 3).reshape(heads * L, index.numel()))
 
 
-# attend(q, k, v, bias, start, stop): attention of the (n, heads, L, d)
-# queries of windows start:stop over their (n, heads, N, d) keys and values,
-# with their position bias (of chunk_bias).
-Attend = Callable[[Tensor, Tensor, Tensor, Tensor, int, int], Tensor]
+def add_cropped_grads(grad_bias: Tensor, cropped_grads: Dict[int,
+                                                             list]) -> None:
+    """Adds the gradients of cropped biases (see :func:`add_bias_grad`) to
+    that of the ``(1, heads, L, N)`` bias, in place."""
+    for cols, grad in cropped_grads.values():
+        grad_bias.index_add_(-1, cols, grad)
+
+
+# attend(q, k, v, bias, chunk): attention of the (n, heads, L, d) queries
+# of the windows of chunk over their (n, heads, N, d) keys and values, with
+# their position bias (of chunk_bias).
+Attend = Callable[[Tensor, Tensor, Tensor, Tensor, Chunk], Tensor]
 
 
 def attention_weights(q: Tensor, k: Tensor, bias: Tensor, masks: WindowMasks,
-                      start: int, stop: int) -> Tensor:
-    """``softmax(q k^T + bias + masks)`` of windows ``start:stop`` from
+                      chunk: Chunk) -> Tensor:
+    """``softmax(q k^T + bias + masks)`` of the windows of ``chunk`` from
     scaled queries (the masks go in place: no second logits-sized tensor)."""
     logits = torch.add(q @ k.transpose(-2, -1), bias)
-    return masks.add_to(logits, start, stop).softmax(-1)
+    return masks.add_to(logits, chunk).softmax(-1)
 
 
 def attend_chunks(queries: Tensor,
@@ -307,6 +364,7 @@ def attend_chunks(queries: Tensor,
     """Runs ``attend`` chunk by chunk on the gathered windows and writes
     each chunk's output straight to its rows of a query-sized table."""
     out = queries.new_empty(queries.shape)
+    cropped = cropped_biases(bias, chunks) if bias_index is None else None
     for chunk, q_rows, k_rows in _chunk_rows(query_rows, key_rows, chunks):
         n = chunk.stop - chunk.start
         out.index_copy_(
@@ -316,8 +374,7 @@ def attend_chunks(queries: Tensor,
                     gather_windows(queries, q_rows, n, heads),
                     gather_windows(keys, k_rows, n, heads),
                     gather_windows(values, k_rows, n, heads),
-                    chunk_bias(bias, bias_index, chunk), chunk.start,
-                    chunk.stop)))
+                    chunk_bias(bias, bias_index, chunk, cropped), chunk)))
     return out
 
 
@@ -325,9 +382,9 @@ def fused_attention(masks: WindowMasks, scale: float) -> Attend:
     """PyTorch's fused attention with the position bias and masks (no
     gradient for the bias)."""
 
-    def attend(q, k, v, bias, start, stop):
+    def attend(q, k, v, bias, chunk):
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=masks.with_bias(bias, start, stop), scale=scale)
+            q, k, v, attn_mask=masks.with_bias(bias, chunk), scale=scale)
 
     return attend
 
@@ -338,8 +395,8 @@ def plain_attention(masks: WindowMasks, scale: float, attn_drop_rate: float,
     dropout; PyTorch's math fallback would add checks for fully masked rows,
     which cannot occur here)."""
 
-    def attend(q, k, v, bias, start, stop):
-        attn = attention_weights(q * scale, k, bias, masks, start, stop)
+    def attend(q, k, v, bias, chunk):
+        attn = attention_weights(q * scale, k, bias, masks, chunk)
         return F.dropout(attn, attn_drop_rate, training) @ v
 
     return attend
@@ -437,40 +494,47 @@ class ChunkedWindowAttention(torch.autograd.Function):
         grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
         grad_bias = torch.zeros_like(bias)
         grad_out = grad_out.contiguous()
+        cropped = cropped_biases(bias, ctx.chunks) \
+            if bias_index is None else None
+        cropped_grads = {}
         for chunk, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                  ctx.chunks):
-            start, stop = chunk.start, chunk.stop
-            q, k, attn = _chunk_weights(queries, keys,
-                                        chunk_bias(bias, bias_index,
-                                                   chunk), ctx.masks, q_rows,
-                                        k_rows, heads, scale, start, stop)
-            v = gather_windows(values, k_rows, stop - start, heads)
-            d_out = gather_windows(grad_out, q_rows, stop - start, heads)
+            n = chunk.stop - chunk.start
+            q, k, attn = _chunk_weights(
+                queries, keys, chunk_bias(bias, bias_index, chunk, cropped),
+                ctx.masks, q_rows, k_rows, heads, scale, chunk)
+            v = gather_windows(values, k_rows, n, heads)
+            d_out = gather_windows(grad_out, q_rows, n, heads)
             grad_v.index_add_(0, k_rows,
                               windows_to_rows(attn.transpose(-2, -1) @ d_out))
             d_logits = torch._softmax_backward_data(
                 d_out @ v.transpose(-2, -1), attn, -1, attn.dtype)
-            add_bias_grad(grad_bias, d_logits, bias_index, chunk)
+            add_bias_grad(grad_bias, d_logits, bias_index, chunk,
+                          cropped_grads)
             # Every query slot is a different row: a copy, not a sum.
             grad_q.index_copy_(0, q_rows,
                                windows_to_rows(d_logits @ k) * scale)
             grad_k.index_add_(0, k_rows,
                               windows_to_rows(d_logits.transpose(-2, -1) @ q))
+        add_cropped_grads(grad_bias, cropped_grads)
         return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 7
 
 
 def _chunk_rows(query_rows: Tensor, key_rows: Tensor, chunks: Chunks):
     """Each chunk with the rows of its query and key slots, flat."""
     for chunk in chunks:
+        k_rows = key_rows[chunk.start:chunk.stop]
+        if chunk.cols is not None:
+            k_rows = k_rows.index_select(1, chunk.cols)
         yield (chunk, query_rows[chunk.start:chunk.stop].view(-1),
-               key_rows[chunk.start:chunk.stop].view(-1))
+               k_rows.reshape(-1))
 
 
 def _chunk_weights(queries, keys, bias, masks, q_rows, k_rows, heads, scale,
-                   start, stop):
-    """Scaled queries, keys and attention weights of windows ``start:stop``
-    (``bias`` is theirs, of :func:`chunk_bias`)."""
-    n = stop - start
+                   chunk):
+    """Scaled queries, keys and attention weights of the windows of
+    ``chunk`` (``bias`` is theirs, of :func:`chunk_bias`)."""
+    n = chunk.stop - chunk.start
     q = gather_windows(queries, q_rows, n, heads) * scale
     k = gather_windows(keys, k_rows, n, heads)
-    return q, k, attention_weights(q, k, bias, masks, start, stop)
+    return q, k, attention_weights(q, k, bias, masks, chunk)
