@@ -21,14 +21,13 @@ repeat), so machine noise hits both alike: read the ratio, not the absolute
 numbers; the spread (min / max of the per-repeat ratios) shows a noisy run as
 one. ``--dtype bf16`` runs everything under autocast, ``--compile`` compiles
 every backbone (Swin's too) with torch.compile; their rows are labelled.
-Peak memory is CUDA's allocator peak on GPU; on CPU it is the peak resident
-memory of a fresh child process per model and case, less what the process
-held before the step.
+Peak memory is CUDA's allocator peak on GPU; on CPU it is the rise of the
+resident memory's high-water mark (reset before the step) over the resident
+memory before the step, in a fresh child process per model and case.
 """
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -243,19 +242,30 @@ def peak_memory_mb(name, args, case_name):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MB."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'no {field} in /proc/self/status')
+
+
 def child(args):
-    """Runs one step and prints the rise of peak RSS over the pre-step RSS
-    (of the second step where the first one compiles)."""
+    """Runs one step and prints the rise of the resident memory's high-water
+    mark over the resident memory before the step (of the second step where
+    the first one compiles). The mark is reset before the step, so that
+    what building the model took and gave back does not count."""
     _, step = make_step(args.child, args.arch,
                         cases('cpu', args.det_size)[args.case],
                         DTYPES[args.dtype], 'cpu', args.compile)
     if args.compile:
         step()
-    with open('/proc/self/statm') as f:
-        before = int(f.read().split()[1]) * resource.getpagesize()
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current resident size
+    before = status_mb('VmRSS')
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print((peak - before) / 2**20)
+    print(status_mb('VmHWM') - before)
 
 
 def parse_args(argv=None):
