@@ -26,6 +26,16 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+def assert_gradients_match(ours, ref, inputs):
+    """Gradients of a random projection of ``ours`` and ``ref`` with
+    respect to ``inputs`` agree within 1e-10."""
+    proj = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * proj).sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs)
+    for g, r in zip(grads, ref_grads):
+        assert rel_err(g, r) < 1e-10
+
+
 def make(cfg):
     dims, heads, w, e, s, levels, fw, pool = cfg
     torch.manual_seed(0)
@@ -91,12 +101,7 @@ def test_window_chunks_match_oracle(cfg, chunk_bytes, monkeypatch):
     ours, ref = attn(x), oracle_focal_attention(attn, x)
     assert rel_err(ours, ref) < 1e-12
     assert len(calls) == 1  # training took the recomputing backward
-    proj = torch.randn_like(ours)
-    inputs = [x] + list(attn.parameters())
-    grads = torch.autograd.grad((ours * proj).sum(), inputs)
-    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs)
-    for g, r in zip(grads, ref_grads):
-        assert rel_err(g, r) < 1e-10
+    assert_gradients_match(ours, ref, [x] + list(attn.parameters()))
 
 
 def test_attention_dropout_trains_through_plain_autograd():
@@ -190,9 +195,4 @@ def test_rows_of_windows_skip_slots_off_the_pooled_grid(monkeypatch):
     ours, ref = attn(x), oracle_focal_attention(attn, x)
     assert {len(c.cols) for chunk in calls for c in chunk} == {259}
     assert rel_err(ours, ref) < 1e-12
-    proj = torch.randn_like(ours)
-    inputs = [x] + list(attn.parameters())
-    grads = torch.autograd.grad((ours * proj).sum(), inputs)
-    ref_grads = torch.autograd.grad((ref * proj).sum(), inputs)
-    for g, r in zip(grads, ref_grads):
-        assert rel_err(g, r) < 1e-10
+    assert_gradients_match(ours, ref, [x] + list(attn.parameters()))

@@ -116,9 +116,6 @@ def make_step(name, arch, case, dtype, device, compile_backbone=False):
     step, a callable that runs it once."""
     autocast = autocast_for(dtype, device)
     if 'detector' in case:
-        if arch != 'tiny':
-            raise SystemExit(f'detector cases exist for --arch tiny only '
-                             f'(the detection configs), got {arch}')
         net = build_detector(case['detector'], name).to(device)
         if compile_backbone:
             net.backbone = torch.compile(net.backbone)
@@ -312,6 +309,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def cannot_run(case, args):
+    """Why ``case`` cannot run with these arguments (None if it can)."""
+    if case.get('onnx') and args.device != 'cpu':
+        return 'ONNX Runtime runs on the CPU here'
+    if 'detector' in case and args.arch != 'tiny':
+        return 'detector cases exist for --arch tiny only (the configs)'
+    if 'detector' in case and args.dtype != 'fp32' \
+            and not args.device.startswith('cuda'):
+        return ("detectors run in fp32 on the CPU: mmcv's CPU NMS takes "
+                'float32 boxes only and fails under autocast')
+    return None
+
+
 def onnx_rows(args, case_name, case):
     """ONNX Runtime (CPU) against PyTorch eager for each Focal backbone of
     ``args.models`` (exported to a temporary file), paired repeats."""
@@ -356,15 +366,17 @@ def main(argv=None):
         os.makedirs(args.profile, exist_ok=True)
     results = []
     onnx_results = []
-    default = [
-        name for name, case in all_cases.items()
-        if args.device == 'cpu' or not case.get('onnx')
-    ]
-    for name in args.cases or default:
+    if args.cases:
+        for name in args.cases:
+            reason = cannot_run(all_cases[name], args)
+            if reason:
+                raise SystemExit(f'{name}: {reason}')
+    for name in args.cases or [
+            name
+            for name, case in all_cases.items() if not cannot_run(case, args)
+    ]:
         case = all_cases[name]
         if case.get('onnx'):
-            if args.device != 'cpu':
-                raise SystemExit(f'{name} runs on the CPU only')
             onnx_results += onnx_rows(args, name, case)
             continue
         times = time_models(args.models + ['swin'], args.arch, case,
