@@ -21,8 +21,9 @@ from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from ..models.focal_backbone import FocalBackbone
-from ..models.pretrained import (TOLERATED, extract_state_dict,
-                                 load_pretrained, read_checkpoint)
+from ..models.pretrained import (extract_state_dict, load_pretrained,
+                                 raise_unless_fits, read_checkpoint,
+                                 tolerated_key, unfit_keys)
 from ..official import is_official_state_dict, official_to_mmpretrain
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
@@ -134,22 +135,11 @@ def load_classifier(classifier: nn.Module, checkpoint: str) -> None:
     except RuntimeError as err:  # shapes that do not fit
         raise ValueError(f'{checkpoint} does not fit this classifier: '
                          f'{err}') from None
-
-    def tolerated(key: str) -> bool:
-        return key.startswith('backbone.') and bool(
-            TOLERATED.search(key[len('backbone.'):]))
-
-    wrong = [
-        f'{k}: missing from the checkpoint' for k in missing
-        if not tolerated(k)
+    raise_unless_fits(checkpoint, 'classifier',
+                      unfit_keys(missing, unexpected, prefix='backbone.'))
+    skipped = [
+        k for k in missing + unexpected if tolerated_key(k, 'backbone.')
     ]
-    wrong += [f'{k}: not in the model' for k in unexpected if not tolerated(k)]
-    if wrong:
-        raise ValueError(
-            f'{checkpoint} does not fit this classifier (a checkpoint of '
-            f'another architecture?): {len(wrong)} problems, e.g.\n  ' +
-            '\n  '.join(wrong[:10]))
-    skipped = [k for k in missing + unexpected if tolerated(k)]
     print_log(
         f'Loaded {checkpoint} into the classifier' +
         (f' (tolerated: {", ".join(skipped)})' if skipped else ''),

@@ -17,6 +17,7 @@ trailing zero row (the official code unfolds with zero padding) and get
 ``MASK_VALUE`` added to their logits.
 """
 from functools import lru_cache
+from itertools import groupby
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -250,20 +251,22 @@ def _slot_groups(off_rows: torch.Tensor, n_rows: int, n_cols: int,
     row), see ``FocalGeometry.slot_groups``. Rows that lose fewer than
     ``MIN_CROPPED`` of their slots keep them all (a group's chunks cost a
     few gathers more than the slots save)."""
-    patterns = off_rows[::n_cols]  # one row of windows each
-    cropped = patterns.sum(1) >= MIN_CROPPED * off_rows.shape[1]
-    if not cropped.any():
+    kept = []  # per window row: the kept slots, or None for all of them
+    for pattern in off_rows[::n_cols]:
+        cropped = pattern.sum() >= MIN_CROPPED * len(pattern)
+        kept.append(
+            tuple((
+                ~pattern).nonzero().flatten().tolist()) if cropped else None)
+    if not any(kept):
         return ()
     groups, first = [], 0
-    for row in range(1, n_rows + 1):
-        if row < n_rows and cropped[row] == cropped[first] and (
-                not cropped[row]
-                or torch.equal(patterns[row], patterns[first])):
-            continue
-        cols = (~patterns[first]).nonzero().flatten().to(device) \
-            if cropped[first] else None
-        groups.append(SlotGroup(first * n_cols, row * n_cols, cols))
-        first = row
+    for cols, run in groupby(kept):
+        stop = first + len(list(run))
+        groups.append(
+            SlotGroup(
+                first * n_cols, stop * n_cols,
+                None if cols is None else torch.tensor(cols, device=device)))
+        first = stop
     return tuple(groups)
 
 

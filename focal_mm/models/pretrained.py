@@ -122,8 +122,8 @@ def _missing_file_message(filename: str) -> str:
     name = osp.basename(filename)
     release = re.fullmatch(
         r'focal(v2)?-(tiny|small|base)(-useconv)?-is224-ws7\.pth', name)
-    where = (f'{RELEASE_URL}{name}' if release else
-             f'{RELEASE_URL}{RELEASE_FILES}')
+    where = (f'{RELEASE_URL}{name}'
+             if release else f'{RELEASE_URL}{RELEASE_FILES}')
     return (f'Checkpoint {filename} does not exist. The official ImageNet-1K '
             f'weights are at {where}: give the URL as the checkpoint (it is '
             'downloaded once and cached) or download it to this path; '
@@ -158,8 +158,7 @@ def _download(url: str, path: str) -> None:
     print_log(f'Downloading {url} to {path}', logger='current')
     try:
         # Writes a temporary file and moves it into place when complete.
-        torch.hub.download_url_to_file(
-            url, path, progress=sys.stderr.isatty())
+        torch.hub.download_url_to_file(url, path, progress=sys.stderr.isatty())
     except (OSError, HTTPException) as err:
         raise OSError(f'Could not download checkpoint {url}: {err}') from None
 
@@ -200,6 +199,36 @@ TOLERATED = re.compile(
     r'^norm\d+\.|relative_position_bias_table_to_neighbors$')
 
 
+def tolerated_key(key: str, prefix: str = '') -> bool:
+    """Whether a checkpoint may lack or carry ``key`` (:data:`TOLERATED`,
+    matched after ``prefix``, e.g. ``'backbone.'`` for a whole model)."""
+    return key.startswith(prefix) and bool(TOLERATED.search(key[len(prefix):]))
+
+
+def unfit_keys(missing: List[str],
+               unexpected: List[str],
+               prefix: str = '') -> List[str]:
+    """The keys of ``load_state_dict(strict=False)`` that do not fit and
+    are not tolerated (:func:`tolerated_key`), each with what is wrong."""
+    return [
+        f'{k}: missing from the checkpoint'
+        for k in missing if not tolerated_key(k, prefix)
+    ] + [
+        f'{k}: not in the model'
+        for k in unexpected if not tolerated_key(k, prefix)
+    ]
+
+
+def raise_unless_fits(filename: str, target: str, wrong: List[str]) -> None:
+    """Raises ValueError listing ``wrong`` (of :func:`unfit_keys`), if any:
+    the checkpoint does not fit ``target``."""
+    if wrong:
+        raise ValueError(
+            f'{filename} does not fit this {target} (a checkpoint of another '
+            f'architecture or a damaged file): {len(wrong)} problems, e.g.'
+            '\n  ' + '\n  '.join(wrong[:10]))
+
+
 def load_pretrained(model: nn.Module, filename: str) -> None:
     """Loads a checkpoint into a :class:`FocalTransformer` and reports what
     did not fit.
@@ -215,19 +244,9 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
         extract_state_dict(read_checkpoint(filename)))
     dropped = adapt_shapes(model, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    wrong = [k for k in dropped if not TOLERATED.search(k.split(':')[0])]
-    wrong += [
-        f'{k}: missing from the checkpoint' for k in missing
-        if not TOLERATED.search(k)
-    ]
-    wrong += [
-        f'{k}: not in the model' for k in unexpected if not TOLERATED.search(k)
-    ]
-    if wrong:
-        raise ValueError(
-            f'{filename} does not fit this FocalTransformer (a checkpoint '
-            f'of another architecture or a damaged file): {len(wrong)} '
-            'problems, e.g.\n  ' + '\n  '.join(wrong[:10]))
+    wrong = [k for k in dropped if not tolerated_key(k.split(':')[0])]
+    raise_unless_fits(filename, 'FocalTransformer',
+                      wrong + unfit_keys(missing, unexpected))
     report = []
     if dropped:
         report.append('shapes that do not fit (left at initialisation):\n  ' +

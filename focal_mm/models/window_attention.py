@@ -62,16 +62,13 @@ def window_chunks(
     are given, no chunk crosses a group, and each attends its group's
     columns."""
     size = max(size, 1)
-    if size < per_image and slot_groups:
+    if size < per_image:
+        groups = slot_groups or [SlotGroup(0, per_image, None)]
         for image in range(0, num_windows, per_image):
-            for first, stop, cols in slot_groups:
+            for first, stop, cols in groups:
                 for start in range(image + first, image + stop, size):
                     yield Chunk(
                         start, min(start + size, image + stop), cols=cols)
-    elif size < per_image:
-        for image in range(0, num_windows, per_image):
-            for start in range(image, image + per_image, size):
-                yield Chunk(start, min(start + size, image + per_image))
     else:
         step = size // per_image * per_image
         for start in range(0, num_windows, step):
@@ -301,21 +298,14 @@ def chunk_bias(bias: Tensor,
 
 
 def add_bias_grad(grad_bias: Tensor, d_logits: Tensor,
-                  bias_index: Optional[Tensor], chunk: Chunk,
-                  cropped_grads: Dict[int, list]) -> None:
+                  bias_index: Optional[Tensor], chunk: Chunk) -> None:
     """Adds the gradient of the chunk's logits ``(n, heads, L, N)`` to that
-    of the bias it came from (see :func:`chunk_bias`), in place; that of a
-    cropped bias to ``cropped_grads`` (``id(cols)``: ``[cols, grad]``),
-    which :func:`add_cropped_grads` adds once all chunks are done."""
+    of the bias it came from (see :func:`chunk_bias`), in place."""
     if bias_index is None:
         if chunk.cols is None:
             grad_bias += d_logits.sum(0, keepdim=True)
-        elif id(chunk.cols) in cropped_grads:
-            cropped_grads[id(chunk.cols)][1] += d_logits.sum(0, keepdim=True)
         else:
-            cropped_grads[id(
-                chunk.cols)] = [chunk.cols,
-                                d_logits.sum(0, keepdim=True)]
+            grad_bias.index_add_(-1, chunk.cols, d_logits.sum(0, keepdim=True))
         return
     heads, L, D = grad_bias.shape
     grad = grad_bias.view(heads * L, D)
@@ -327,14 +317,6 @@ def add_bias_grad(grad_bias: Tensor, d_logits: Tensor,
         grad.index_add_(
             1, index,
             d_logits.permute(1, 2, 0, 3).reshape(heads * L, index.numel()))
-
-
-def add_cropped_grads(grad_bias: Tensor, cropped_grads: Dict[int,
-                                                             list]) -> None:
-    """Adds the gradients of cropped biases (see :func:`add_bias_grad`) to
-    that of the ``(1, heads, L, N)`` bias, in place."""
-    for cols, grad in cropped_grads.values():
-        grad_bias.index_add_(-1, cols, grad)
 
 
 # attend(q, k, v, bias, chunk): attention of the (n, heads, L, d) queries
@@ -496,7 +478,6 @@ class ChunkedWindowAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         cropped = cropped_biases(bias, ctx.chunks) \
             if bias_index is None else None
-        cropped_grads = {}
         for chunk, q_rows, k_rows in _chunk_rows(query_rows, key_rows,
                                                  ctx.chunks):
             n = chunk.stop - chunk.start
@@ -509,14 +490,12 @@ class ChunkedWindowAttention(torch.autograd.Function):
                               windows_to_rows(attn.transpose(-2, -1) @ d_out))
             d_logits = torch._softmax_backward_data(
                 d_out @ v.transpose(-2, -1), attn, -1, attn.dtype)
-            add_bias_grad(grad_bias, d_logits, bias_index, chunk,
-                          cropped_grads)
+            add_bias_grad(grad_bias, d_logits, bias_index, chunk)
             # Every query slot is a different row: a copy, not a sum.
             grad_q.index_copy_(0, q_rows,
                                windows_to_rows(d_logits @ k) * scale)
             grad_k.index_add_(0, k_rows,
                               windows_to_rows(d_logits.transpose(-2, -1) @ q))
-        add_cropped_grads(grad_bias, cropped_grads)
         return (grad_q, grad_k, grad_v, grad_bias) + (None, ) * 7
 
 
