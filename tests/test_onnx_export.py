@@ -151,7 +151,7 @@ def test_benchmark_pairs_repeats(tmp_path):
     low, mid, high = speed.ratios
     assert 0 < low <= mid <= high and speed.repeats == 3
     assert speed.threads == 1 and speed.torch_s > 0 and speed.onnx_s > 0
-    with pytest.raises(ValueError, match='repeats must be >= 1'):
+    with pytest.raises(ValueError, match='repeats >= 1'):
         benchmark_onnx(model, str(path), torch.randn(1, 3, 64, 64), 0)
     with pytest.raises(
             ValueError, match=r'exported for inputs of shape '

@@ -2,14 +2,14 @@
 """Speed of an exported model in ONNX Runtime (CPU) against the same model
 in PyTorch eager, on the same input, in paired repeats."""
 import statistics
-import time
-from typing import Callable, NamedTuple, Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import onnxruntime as ort
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..timing import paired_seconds, ratio_spread
 from .runtime import make_session, run_onnx
 
 
@@ -42,12 +42,6 @@ class SpeedComparison(NamedTuple):
                 f'{mid:.2f} (min {low:.2f}, max {high:.2f})')
 
 
-def _seconds(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
-
-
 def benchmark_onnx(model: nn.Module,
                    session: Union[str, ort.InferenceSession],
                    image: Tensor,
@@ -57,17 +51,14 @@ def benchmark_onnx(model: nn.Module,
     path or a session of :func:`~.runtime.make_session`) on ``image``
     ``(B, 3, H, W)``, the shape the file was exported for.
 
-    Every repeat runs both, in alternating order (PyTorch first in even
-    repeats), after ``warmup`` untimed repeats; the per-repeat ratio pairs
-    steps that ran under the same machine load.
+    Every repeat runs both, in alternating order, after ``warmup`` untimed
+    repeats (:func:`~focal_mm.timing.paired_seconds`); the per-repeat ratio
+    pairs steps that ran under the same machine load.
 
     Raises:
         ValueError: If ``repeats < 1``, ``warmup < 0`` or the model is in
             training mode.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f'repeats must be >= 1 and warmup >= 0, got '
-                         f'{repeats} and {warmup}')
     if model.training:
         raise ValueError('benchmark_onnx times inference: call model.eval()')
     if isinstance(session, str):
@@ -81,19 +72,11 @@ def benchmark_onnx(model: nn.Module,
     def onnx_step():
         run_onnx(session, array)
 
-    torch_times, onnx_times = [], []
-    for i in range(warmup + repeats):
-        if i % 2 == 0:
-            t_torch, t_onnx = _seconds(torch_step), _seconds(onnx_step)
-        else:
-            t_onnx, t_torch = _seconds(onnx_step), _seconds(torch_step)
-        if i >= warmup:
-            torch_times.append(t_torch)
-            onnx_times.append(t_onnx)
-    ratios = sorted(t / o for t, o in zip(torch_times, onnx_times))
+    times = paired_seconds(
+        dict(torch=torch_step, onnx=onnx_step), repeats, warmup)
     return SpeedComparison(
-        torch_s=statistics.median(torch_times),
-        onnx_s=statistics.median(onnx_times),
-        ratios=(ratios[0], statistics.median(ratios), ratios[-1]),
+        torch_s=statistics.median(times['torch']),
+        onnx_s=statistics.median(times['onnx']),
+        ratios=ratio_spread(times['torch'], times['onnx']),
         repeats=repeats,
         threads=session.get_session_options().intra_op_num_threads)

@@ -13,13 +13,17 @@ at 800x1216 (batch 1 on CPU, 2 on GPU) and a training step (forward +
 backward) at 224, each model with its classification geometry. Detector
 cases (tiny only, see detector_cases.py): a training step and an inference
 of two 640x800 images (CPU and GPU), built from the detection configs as
-users run them (Focal windows enlarged to (15, 13, 9, 7)). The models
-alternate within every repeat (each Focal model, then Swin), after warm-up;
-images/s come from the median step, the ratio is the median of the
+users run them (Focal windows enlarged to (15, 13, 9, 7)). Every repeat
+runs every model, in an order that rotates from repeat to repeat, after
+warm-up; images/s come from the median step, the ratio is the median of the
 per-repeat ratios (each Focal step against the Swin step of the same
 repeat), so machine noise hits both alike: read the ratio, not the absolute
 numbers; the spread (min / max of the per-repeat ratios) shows a noisy run as
-one. ``--dtype bf16`` runs everything under autocast, ``--compile`` compiles
+one. The FLOPs ratio is Swin's multiply-accumulates over the Focal model's
+in one forward of one image (counted as get_flops.py counts what runs; a
+detector in mmdet's tensor mode: backbone, neck and heads on the RPN's
+proposals): the speed ratio a Focal model would have if it ran its
+operations at Swin's pace. ``--dtype bf16`` runs everything under autocast, ``--compile`` compiles
 every backbone (Swin's too) with torch.compile; their rows are labelled.
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the rise of the
 resident memory's high-water mark (reset before the step) over the resident
@@ -33,10 +37,14 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from functools import lru_cache, partial
 
 import torch
 from detector_cases import (DETECTOR_CONFIGS, build_detector, detector_batch,
                             detector_step)
+from get_flops import TensorForward, data_samples, flop_analyzer
+
+from focal_mm.timing import paired_seconds, ratio_spread
 
 ARCHS = {
     'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -129,6 +137,27 @@ def make_step(name, arch, case, dtype, device, compile_backbone=False):
     return model, backbone_step(model, images, case['train'], autocast)
 
 
+@lru_cache(maxsize=None)
+def forward_flops(name: str, arch: str, size: tuple, detector=None) -> int:
+    """Multiply-accumulates of one forward of model ``name`` (or of the
+    ``detector`` with that backbone, in tensor mode) on one ``size`` image,
+    on the CPU."""
+    if detector:
+        model = build_detector(detector, name)
+        model.eval()
+        model = TensorForward(model, data_samples('mmdet', size))
+    else:
+        model = build(name, arch, size)
+        model.eval()  # (mmdet's Swin returns None from eval)
+    return flop_analyzer(model, torch.randn(1, 3, *size)).total()
+
+
+def flops_ratio(name: str, arch: str, case: dict) -> float:
+    """Swin's FLOPs over those of model ``name`` in ``case``."""
+    key = (arch, case['size'], case.get('detector'))
+    return forward_flops('swin', *key) / forward_flops(name, *key)
+
+
 def sync(device):
     if device.startswith('cuda'):
         torch.cuda.synchronize()
@@ -143,22 +172,15 @@ def time_models(models,
                 repeats,
                 compile_backbone,
                 profile_to=None):
-    """Seconds of every timed step of each model, the models alternating;
-    with ``profile_to`` (a path prefix), then one profiled step of each."""
+    """Seconds of every timed step of each model, in paired repeats
+    (:func:`~focal_mm.timing.paired_seconds`); with ``profile_to`` (a path
+    prefix), then one profiled step of each."""
     built = {
         name: make_step(name, arch, case, dtype, device, compile_backbone)
         for name in models
     }
     steps = {name: step for name, (_, step) in built.items()}
-    times = {name: [] for name in steps}
-    for i in range(warmup + repeats):
-        for name, step in steps.items():
-            sync(device)
-            start = time.perf_counter()
-            step()
-            sync(device)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+    times = paired_seconds(steps, repeats, warmup, partial(sync, device))
     if profile_to:
         for name, (model, step) in built.items():
             write_profile(model, step, device, f'{profile_to}_{name}.txt')
@@ -348,7 +370,8 @@ def onnx_rows(args, case_name, case):
                 onnx_img_s=case['batch'] / speed.onnx_s,
                 ratio=mid,
                 ratio_min=low,
-                ratio_max=high))
+                ratio_max=high,
+                flops_ratio=flops_ratio(model, args.arch, case)))
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -389,16 +412,17 @@ def main(argv=None):
         for model in args.models:
             # Each Focal step against the Swin step of the same repeat, so
             # that a slow spell of the machine hits both sides of a ratio.
-            ratios = sorted(s / f for f, s in zip(times[model], times['swin']))
+            low, mid, high = ratio_spread(times['swin'], times[model])
             row = dict(
                 case=name,
                 model=f'{FOCAL_MODELS[model]}-{args.arch[0].upper()}',
                 batch=case['batch'],
                 focal_img_s=case['batch'] / statistics.median(times[model]),
                 swin_img_s=case['batch'] / swin_median,
-                ratio=statistics.median(ratios),
-                ratio_min=ratios[0],
-                ratio_max=ratios[-1])
+                ratio=mid,
+                ratio_min=low,
+                ratio_max=high,
+                flops_ratio=flops_ratio(model, args.arch, case))
             if swin_peak is not None:
                 row['focal_peak_mb'] = peak_memory_mb(model, args, name)
                 row['swin_peak_mb'] = swin_peak
@@ -412,8 +436,8 @@ def main(argv=None):
               'paired repeats')
     print(header)
     print('| case | model | batch | img/s | Swin img/s | ratio (min / median'
-          ' / max) | peak MB | Swin peak MB | memory ratio |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+          ' / max) | FLOPs ratio | peak MB | Swin peak MB | memory ratio |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in results:
         mem = (f"{r['focal_peak_mb']:.0f} | {r['swin_peak_mb']:.0f} | "
                f"{r['memory_ratio']:.2f}") if 'memory_ratio' in r else \
@@ -421,7 +445,7 @@ def main(argv=None):
         print(f"| {r['case']} | {r['model']} | {r['batch']} | "
               f"{r['focal_img_s']:.2f} | {r['swin_img_s']:.2f} | "
               f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
-              f"{r['ratio_max']:.2f} | {mem} |")
+              f"{r['ratio_max']:.2f} | {r['flops_ratio']:.2f} | {mem} |")
     if onnx_results:
         print(f'\nFocal backbones in ONNX Runtime (CPU) vs PyTorch eager, '
               f'{torch.get_num_threads()} threads, median of {args.repeats} '

@@ -40,6 +40,17 @@ def attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def flop_analyzer(model: nn.Module, inputs: torch.Tensor) -> FlopAnalyzer:
+    """mmengine's FlopAnalyzer of ``model`` on ``inputs`` that also counts
+    fused attention (:func:`attention_flop_jit`), without warnings about
+    operators that cost nothing."""
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention',
+                           attention_flop_jit)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analyzer
+
+
 class TensorForward(nn.Module):
     """Calls a model in ``mode='tensor'`` with fixed data samples."""
 
@@ -109,10 +120,7 @@ def complexity(cfg: Config, shape) -> dict:
     scope = cfg.get('default_scope', 'mmengine')
     per_key = count_bias_mlps_per_key(model)
     wrapped = TensorForward(model, data_samples(scope, shape))
-    analyzer = FlopAnalyzer(wrapped, torch.randn(1, 3, *shape))
-    analyzer.set_op_handle('aten::scaled_dot_product_attention',
-                           attention_flop_jit)
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analyzer = flop_analyzer(wrapped, torch.randn(1, 3, *shape))
     by_module = analyzer.by_module()
     executed = analyzer.total()
     # What the MLPs on the distinct offsets executed, replaced by the count
