@@ -196,3 +196,4 @@ def test_benchmark_detector_case_and_memory():
     cells = row.split(' | ')
     assert cells[1:3] == ['Focal-T', '2']
     assert float(cells[7]) > 0 and float(cells[8]) > 0  # peak MB of both
+    assert 'Initialized by' not in out  # mmengine's per-parameter log

@@ -9,6 +9,7 @@ mask head crops). The benchmark sets the test score threshold to 0, so that
 every model runs its heads on the configs' maximum number of detections per
 image (100): the same head workload for all, as on a crowded image.
 """
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Dict
@@ -36,6 +37,7 @@ def build_detector(detector: str, model: str) -> torch.nn.Module:
     (random weights: the backbone's ``init_cfg`` is dropped)."""
     from mmengine.config import Config
     from mmengine.hub import get_config
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
 
     import focal_mm  # noqa: F401  (registers the Focal backbones)
@@ -49,7 +51,15 @@ def build_detector(detector: str, model: str) -> torch.nn.Module:
         if head_cfg is not None and 'score_thr' in head_cfg:
             head_cfg.score_thr = 0.
     net = MODELS.build(cfg.model)
-    net.init_weights()
+    # Without a log file, mmengine logs how every parameter was initialised
+    # (thousands of lines per detector); the benchmark needs none of them.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        net.init_weights()
+    finally:
+        logger.setLevel(level)
     return net
 
 
