@@ -32,11 +32,14 @@ class Chunk(NamedTuple):
     :func:`chunk_bias`), ``shared_bias`` says that all of them have the
     index row of the first, whose bias is then broadcast. ``cols`` (with a
     shared bias) are the key slots the windows attend, leaving out slots
-    that all of them mask (None: every slot)."""
+    that all of them mask (None: every slot); ``group`` numbers the slot
+    group they come from, whose bias is cropped once per call
+    (:func:`cropped_biases`)."""
     start: int
     stop: int
     shared_bias: bool = False
     cols: Optional[Tensor] = None
+    group: Optional[int] = None
 
 
 Chunks = List[Chunk]
@@ -65,10 +68,13 @@ def window_chunks(
     if size < per_image:
         groups = slot_groups or [SlotGroup(0, per_image, None)]
         for image in range(0, num_windows, per_image):
-            for first, stop, cols in groups:
+            for group, (first, stop, cols) in enumerate(groups):
                 for start in range(image + first, image + stop, size):
                     yield Chunk(
-                        start, min(start + size, image + stop), cols=cols)
+                        start,
+                        min(start + size, image + stop),
+                        cols=cols,
+                        group=group)
     else:
         step = size // per_image * per_image
         for start in range(0, num_windows, step):
@@ -266,11 +272,11 @@ def windows_to_rows(x: Tensor) -> Tensor:
 def cropped_biases(bias: Tensor, chunks: Chunks) -> Dict[int, Tensor]:
     """The shared ``(1, heads, L, N)`` bias cropped, once per call, to the
     key slot columns of each slot group among ``chunks``, keyed by
-    ``id(chunk.cols)`` (see :func:`chunk_bias`)."""
+    ``chunk.group`` (see :func:`chunk_bias`)."""
     out = {}
     for chunk in chunks:
-        if chunk.cols is not None and id(chunk.cols) not in out:
-            out[id(chunk.cols)] = bias.index_select(-1, chunk.cols)
+        if chunk.cols is not None and chunk.group not in out:
+            out[chunk.group] = bias.index_select(-1, chunk.cols)
     return out
 
 
@@ -288,7 +294,7 @@ def chunk_bias(bias: Tensor,
     when the chunk shares one index row), contiguous along the keys.
     """
     if bias_index is None:
-        return bias if chunk.cols is None else cropped[id(chunk.cols)]
+        return bias if chunk.cols is None else cropped[chunk.group]
     stop = chunk.start + 1 if chunk.shared_bias else chunk.stop
     index = bias_index[chunk.start:stop]
     heads, L, D = bias.shape
