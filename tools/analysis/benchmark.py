@@ -23,8 +23,9 @@ one. The FLOPs ratio is Swin's multiply-accumulates over the Focal model's
 in one forward of one image (counted as get_flops.py counts what runs; a
 detector in mmdet's tensor mode: backbone, neck and heads on the RPN's
 proposals): the speed ratio a Focal model would have if it ran its
-operations at Swin's pace. ``--dtype bf16`` runs everything under autocast, ``--compile`` compiles
-every backbone (Swin's too) with torch.compile; their rows are labelled.
+operations at Swin's pace. ``--dtype bf16`` runs everything under autocast,
+``--compile`` compiles every backbone (Swin's too) with torch.compile; their
+rows are labelled.
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the rise of the
 resident memory's high-water mark (reset before the step) over the resident
 memory before the step, in a fresh child process per model and case.
@@ -370,8 +371,7 @@ def onnx_rows(args, case_name, case):
                 onnx_img_s=case['batch'] / speed.onnx_s,
                 ratio=mid,
                 ratio_min=low,
-                ratio_max=high,
-                flops_ratio=flops_ratio(model, args.arch, case)))
+                ratio_max=high))
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
