@@ -5,7 +5,7 @@ three levels, every pooling method."""
 import pytest
 import torch
 
-from focal_mm.models import FocalAttention, focal_attention, window_attention
+from focal_mm.models import FocalAttention, chunked_attention
 from focal_mm.models.focal_geometry import focal_geometry
 from focal_oracle import oracle_focal_attention
 
@@ -85,17 +85,16 @@ def test_forward_and_gradients_match_oracle(cfg, size):
 def test_window_chunks_match_oracle(cfg, chunk_bytes, monkeypatch):
     # Shifted configs: each chunk must take (and give the gradient of) its
     # own windows' region masks.
-    monkeypatch.setattr(window_attention, 'CHUNK_BYTES', chunk_bytes)
-    monkeypatch.setattr(window_attention, 'TRAINING_CHUNK_BYTES', chunk_bytes)
     attn = make(cfg)
+    attn.attn_chunk_bytes = chunk_bytes
     x = torch.randn(3, 23, 31, cfg[0], dtype=torch.float64)
     ref = oracle_focal_attention(attn, x)
     with torch.no_grad():
         assert rel_err(attn(x), ref) < 1e-12
 
     calls = []
-    apply = focal_attention.ChunkedWindowAttention.apply
-    monkeypatch.setattr(focal_attention.ChunkedWindowAttention, 'apply',
+    apply = chunked_attention.ChunkedWindowAttention.apply
+    monkeypatch.setattr(chunked_attention.ChunkedWindowAttention, 'apply',
                         lambda *args: calls.append(args[-1]) or apply(*args))
     x.requires_grad_(True)
     ours, ref = attn(x), oracle_focal_attention(attn, x)
@@ -178,9 +177,8 @@ def test_rows_of_windows_skip_slots_off_the_pooled_grid(monkeypatch):
     """With a focal window larger than the pooled grid, rows of windows
     attend only the pooled slots on the grid's rows (the masked ones weigh
     exp(-100) times less); the oracle attends every slot, masked."""
-    monkeypatch.setattr(window_attention, 'CHUNK_BYTES', 300_000)
-    monkeypatch.setattr(window_attention, 'TRAINING_CHUNK_BYTES', 300_000)
     attn = make((16, 2, 7, 3, 3, 2, 15, 'fc'))
+    attn.attn_chunk_bytes = 300_000
     x = torch.randn(2, 40, 47, 16, dtype=torch.float64, requires_grad=True)
     geom = focal_geometry(42, 49, 7, 3, 3, (15, ), x.device)
     # Six rows of windows, each seeing the 6 grid rows at other slots of
@@ -189,8 +187,8 @@ def test_rows_of_windows_skip_slots_off_the_pooled_grid(monkeypatch):
         (7 * r, 7 * r + 7, 394 - 135) for r in range(6)
     ]
     calls = []
-    apply = focal_attention.ChunkedWindowAttention.apply
-    monkeypatch.setattr(focal_attention.ChunkedWindowAttention, 'apply',
+    apply = chunked_attention.ChunkedWindowAttention.apply
+    monkeypatch.setattr(chunked_attention.ChunkedWindowAttention, 'apply',
                         lambda *args: calls.append(args[9]) or apply(*args))
     ours, ref = attn(x), oracle_focal_attention(attn, x)
     assert {len(c.cols) for chunk in calls for c in chunk} == {259}

@@ -69,7 +69,8 @@ def test_reference_cases_present():
     the data must be added to the tests)."""
     for family in FAMILIES:
         for name in COMPACT_CASES[family]:
-            load_case(f'compact/{name}', family)  # fails naming what is missing
+            # Fails naming what is missing.
+            load_case(f'compact/{name}', family)
         if full_set_present():
             found = sorted(p.stem for p in (FULL_ROOT / family).glob('*.pt'))
             assert found == FULL_CASES[family], (family, found)

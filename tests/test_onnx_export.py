@@ -13,7 +13,7 @@ import torch.nn as nn
 from focal_mm import FocalTransformer
 from focal_mm.deployment import (benchmark_onnx, build_exportable, compare,
                                  export_onnx, run_onnx)
-from focal_mm.deployment.export import GEOMETRY_CACHES
+from focal_mm.models import geometry_cache_info
 from focal_mm.deployment.models import load_classifier
 from focal_mm.deployment.runtime import make_session
 from conftest import REPO_ROOT, load_case
@@ -104,7 +104,7 @@ def test_tables_built_during_the_trace_are_refused(tmp_path):
     with pytest.raises(RuntimeError, match='built a geometry table'):
         export_onnx(model, torch.randn(1, 3, 64, 64), str(tmp_path / 'm.onnx'),
                     ['out'])
-    assert all(cache.cache_info().currsize == 0 for cache in GEOMETRY_CACHES)
+    assert geometry_cache_info().entries == 0
 
 
 def test_tool_exports_official_checkpoint(tmp_path):

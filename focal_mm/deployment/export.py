@@ -4,8 +4,8 @@
 Exporter: torch's default, the dynamo exporter (``torch.export`` in
 non-strict mode, then onnxscript), with static shapes. The TorchScript
 exporter (``dynamo=False``) does not fit this code: its tracer hands the
-model every size as a 0-dim tensor, so the per-size geometry caches
-(``functools.lru_cache`` keyed by the map size) miss and the index tables
+model every size as a 0-dim tensor, so the per-size geometry cache
+(``geometry_cache.py``, keyed by the map size) misses and the index tables
 are rebuilt inside the graph, as operators; Focal-fast's (``torch.unique``,
 ``argsort``) and Focal's merged position bias (``logaddexp``) have no ONNX
 translation there.
@@ -25,17 +25,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..models.focal_fast_geometry import focal_fast_geometry
-from ..models.focal_geometry import focal_geometry
-
-# The per-size caches of both families (functools.lru_cache).
-GEOMETRY_CACHES = (focal_geometry, focal_fast_geometry)
+from ..models.geometry_cache import clear_geometry_caches, geometry_cache_info
 
 INPUT_NAME = 'image'
-
-
-def _cache_misses() -> Tuple[int, ...]:
-    return tuple(cache.cache_info().misses for cache in GEOMETRY_CACHES)
 
 
 def export_onnx(model: nn.Module,
@@ -81,7 +73,7 @@ def export_onnx(model: nn.Module,
             raise ValueError(f'{len(output_names)} output names '
                              f'{list(output_names)} for {len(outputs)} '
                              'outputs')
-        before = _cache_misses()
+        before = geometry_cache_info().misses
         try:
             torch.onnx.export(
                 model,
@@ -98,10 +90,9 @@ def export_onnx(model: nn.Module,
                 verbose=False)
         finally:
             # Also after a failed export: no FakeTensor may stay cached.
-            traced_tables = _cache_misses() != before
+            traced_tables = geometry_cache_info().misses != before
             if traced_tables:
-                for cache in GEOMETRY_CACHES:
-                    cache.cache_clear()
+                clear_geometry_caches()
     if traced_tables:
         raise RuntimeError(
             'The export built a geometry table during the trace (it would '

@@ -1,46 +1,34 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal self-attention on a ``B x H x W x C`` map."""
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
+from .chunked_attention import gather_windows
 from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
-                             num_expanded_keys, pooled_extent,
-                             relative_position_index)
-from .focal_pooling import (POOL_METHODS, build_pool_layers, centre_start,
-                            check_pool_method, check_pooled_window,
-                            pooled_tokens)
-from .window_attention import (Chunk, ChunkedWindowAttention, WindowMasks,
-                               attend_windows, batched_rows, check_map,
-                               check_window_args, gather_windows,
-                               pad_and_shift, split_qkv, unshift_and_crop,
-                               window_chunks, windows_per_chunk)
-
-__all__ = ['FocalAttention', 'POOL_METHODS', 'ChunkedWindowAttention']
+                             focal_window_rows, num_expanded_keys,
+                             pooled_extent, relative_position_index)
+from .focal_pooling import centre_start
+from .window_attention import attend_windows
+from .window_attention_base import (TokenTables, WindowAttentionBase,
+                                    check_map, fits_one_window)
+from .window_chunks import Chunk, window_chunks
+from .window_rows import WindowRows
 
 
-class _Tables(NamedTuple):
-    """The projected tokens of one call, before they are split in windows."""
-    queries: torch.Tensor  # (B * Hp * Wp, C), fine map rows
-    keys: torch.Tensor  # (B * T, C), token table rows
-    values: torch.Tensor  # (B * T, C)
-    query_rows: torch.Tensor  # (B * nW, w * w) row of every query slot
-    key_rows: torch.Tensor  # (B * nW, N) row of every key slot
-    bias: torch.Tensor  # (1, heads, w * w, N) position bias
-    masks: WindowMasks  # constant per-window logit masks
+class _Call(NamedTuple):
+    """What one call attends with: its tables, geometry and bias."""
+    tables: TokenTables
     geom: FocalGeometry
-    input_size: Tuple[int, int, int]  # B, H, W
-    padded_size: Tuple[int, int]
-    shift: int
+    rows: WindowRows
+    bias: torch.Tensor  # (1, heads, w * w, N) position bias
 
 
 @MODELS.register_module()
-class FocalAttention(BaseModule):
+class FocalAttention(WindowAttentionBase):
     """Focal self-attention (Yang et al., NeurIPS 2021).
 
     Every ``window_size`` square of queries attends its own tokens, a ring of
@@ -71,6 +59,12 @@ class FocalAttention(BaseModule):
         attn_drop_rate (float): Dropout on attention weights. Default: 0.
         proj_drop_rate (float): Dropout after the output projection.
             Default: 0.
+        attn_chunk_bytes (int, optional): Budget of a chunk of windows
+            attended at once; None: the device's default (see
+            ``execution_plan.py``). Default: None.
+        attn_impl (str): ``'auto'``, ``'chunked'`` or ``'triton'`` (see
+            :class:`~focal_mm.models.window_attention_base.
+            WindowAttentionBase`). Default: ``'auto'``.
         init_cfg (dict, optional): mmengine initialisation config.
 
     Shape:
@@ -91,34 +85,25 @@ class FocalAttention(BaseModule):
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
+                 attn_chunk_bytes: Optional[int] = None,
+                 attn_impl: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        check_window_args(embed_dims, num_heads, window_size, shift_size,
-                          focal_level)
+        super().__init__(embed_dims, num_heads, window_size, shift_size,
+                         focal_level, pool_method, qkv_bias, qk_scale,
+                         attn_drop_rate, proj_drop_rate, attn_chunk_bytes,
+                         attn_impl, init_cfg)
         if not 0 <= expand_size < window_size:
             raise ValueError(f'expand_size must be in [0, window_size='
                              f'{window_size}), got {expand_size}')
-        check_pool_method(pool_method)
-        num_pooled = 0 if pool_method == 'none' else focal_level - 1
-        if num_pooled and (focal_window < 1 or focal_window % 2 == 0):
+        if self.num_pooled and (focal_window < 1 or focal_window % 2 == 0):
             raise ValueError('focal_window must be a positive odd number '
                              'when there are pooled levels (an even one '
                              'does not centre the neighbourhood on the '
                              f'window), got {focal_window}')
-        check_pooled_window(window_size, num_pooled, focal_level)
-
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.scale = qk_scale or self.head_dims**-0.5
-        self.window_size = window_size
         self.expand_size = expand_size
-        self.shift_size = shift_size
-        self.focal_level = focal_level
         self.focal_window = focal_window
-        self.pool_method = pool_method
         # The focal window of every pooled level (see focal_geometry).
-        self.pooled_windows = (focal_window, ) * num_pooled
+        self.pooled_windows = (focal_window, ) * self.num_pooled
 
         w, heads = window_size, num_heads
         self.relative_position_bias_table = nn.Parameter(
@@ -131,14 +116,9 @@ class FocalAttention(BaseModule):
             nn.Parameter(
                 torch.zeros(heads,
                             (w + pooled_extent(focal_window, k) - 1)**2))
-            for k in range(num_pooled)
+            for k in range(self.num_pooled)
         ])
-        self.pool_layers = build_pool_layers(pool_method, embed_dims, w,
-                                             num_pooled)
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.attn_drop_rate = attn_drop_rate
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.build_layers()
 
         self.register_buffer(
             'bias_index', self._bias_index(expand_size), persistent=False)
@@ -213,69 +193,43 @@ class FocalAttention(BaseModule):
         return bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self._tables(x)
-        B, H, W = t.input_size
-        (Hp, Wp), L = t.padded_size, self.window_size**2
-        num_windows, N = t.key_rows.shape
-        chunk = windows_per_chunk(t.keys.shape[1], self.num_heads, L, N,
-                                  t.keys.element_size())
-        chunks = list(
-            window_chunks(num_windows, num_windows // B, chunk,
-                          t.geom.slot_groups))
-        out = attend_windows(t.queries, t.keys, t.values, t.query_rows,
-                             t.key_rows, t.bias.to(t.queries.dtype), t.masks,
-                             self.num_heads, self.scale, chunks,
-                             self.attn_drop_rate, self.training)
-        out = self.proj_drop(self.proj(out.view(B, Hp, Wp, -1)))
-        return unshift_and_crop(out, t.shift, H, W)
-
-    def _tables(self, x: torch.Tensor) -> _Tables:
-        """Projects the map and its pooled tokens, and looks up the gather
-        indices, the position bias and the masks of its size (keys outside
-        the pooled grid are zero vectors whose logits get MASK_VALUE)."""
         check_map(x, self.embed_dims, 'FocalAttention')
-        B, H, W, C = x.shape
-        w = self.window_size
-        # The official model neither expands nor shifts a map that fits in
-        # one window.
-        fits_one_window = min(H, W) <= w
-        expand = 0 if fits_one_window else self.expand_size
-        shift = 0 if fits_one_window else self.shift_size
+        call = self._call(x)
+        t, rows = call.tables, call.rows
+        num_windows, N = rows.key_rows.shape
+        plan = self.plan(x.device)
+        chunk = plan.windows_per_chunk(self.embed_dims, self.num_heads,
+                                       self.window_size**2, N,
+                                       t.keys.element_size())
+        chunks = list(
+            window_chunks(num_windows, num_windows // x.shape[0], chunk,
+                          call.geom.slot_groups))
+        out = attend_windows(t.queries, t.keys, t.values, rows.query_rows,
+                             rows.key_rows, call.bias, rows.masks,
+                             self.num_heads, self.scale, chunks,
+                             self.attn_drop_rate, self.training, plan)
+        return self.output(out, t, x.shape[1], x.shape[2])
 
-        x = pad_and_shift(x, w, shift)
-        Hp, Wp = x.shape[1:3]
-        geom = focal_geometry(Hp, Wp, w, expand, shift, self.pooled_windows,
-                              x.device)
-        padded = geom.key_mask is not None
-        q_proj, k_proj, v_proj = split_qkv(self.qkv, self.embed_dims)
-        # Queries of the fine map only; keys and values of every token.
-        fine = x.reshape(B, Hp * Wp, C)
-        tokens = [fine] + pooled_tokens(x, self.pool_method, self.pool_layers,
-                                        w, geom.pooled_sizes)
-        if padded:
-            tokens.append(x.new_zeros(B, 1, C))
-        tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
-        keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
-        if padded:
-            # The zero row: zero key and value (the official code pads after
-            # projecting).
-            keys[:, -1] = 0
-            values[:, -1] = 0
-        queries = F.linear(fine, *q_proj)
-        masks = WindowMasks(*(m if m is None else m.to(keys.dtype)
-                              for m in (geom.key_mask, geom.region_mask)))
-        return _Tables(
-            queries=queries.view(B * Hp * Wp, -1),
-            keys=keys.view(-1, keys.shape[-1]),
-            values=values.view(-1, values.shape[-1]),
-            query_rows=batched_rows(geom.query_index, B, Hp * Wp),
-            key_rows=batched_rows(geom.key_index, B, keys.shape[1]),
-            bias=self.position_bias(expand > 0).unsqueeze(0),
-            masks=masks,
+    def _call(self, x: torch.Tensor) -> _Call:
+        """Projects the map and its pooled tokens, and looks up the gather
+        tables, the position bias and the masks of its size (keys outside
+        the pooled grid are zero vectors whose logits get MASK_VALUE)."""
+        B, H, W, _ = x.shape
+        w = self.window_size
+        # The official model does not expand a map that fits in one window.
+        expand = 0 if fits_one_window(H, W, w) else self.expand_size
+        geom_args = (H + -H % w, W + -W % w, w, expand, self.shift_for(H, W),
+                     self.pooled_windows, x.device,
+                     self.plan(x.device).crop_slots)
+        geom = focal_geometry(*geom_args)
+        tables = self.project(x, geom.pooled_sizes, geom_args[4],
+                              geom.key_mask is not None)
+        bias = self.position_bias(expand > 0).unsqueeze(0)
+        return _Call(
+            tables=tables,
             geom=geom,
-            input_size=(B, H, W),
-            padded_size=(Hp, Wp),
-            shift=shift)
+            rows=focal_window_rows(geom_args, B, tables.keys.dtype),
+            bias=bias.to(tables.queries.dtype))
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
@@ -289,22 +243,24 @@ class FocalAttention(BaseModule):
         (N,), 0 for fine keys and ``k + 1`` for pooled level ``k``. Slots
         outside the pooled grid get level -1.
         """
-        tables = self._tables(x)
-        w, (Hp, Wp), shift = self.window_size, tables.padded_size, tables.shift
+        check_map(x, self.embed_dims, 'FocalAttention')
+        call = self._call(x)
+        t, geom = call.tables, call.geom
+        w, (Hp, Wp), shift = self.window_size, t.padded_size, t.shift
         sy, sx = (y - shift) % Hp, (x_pos - shift) % Wp  # shifted position
         window = (sy // w) * (Wp // w) + sx // w
         row = (sy % w) * w + sx % w
-        q = gather_windows(tables.queries, tables.query_rows[window], 1,
+        q = gather_windows(t.queries, call.rows.query_rows[window], 1,
                            self.num_heads)
-        k = gather_windows(tables.keys, tables.key_rows[window], 1,
+        k = gather_windows(t.keys, call.rows.key_rows[window], 1,
                            self.num_heads)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
-        bias = tables.masks.with_bias(tables.bias, Chunk(window, window + 1))
+        bias = call.rows.masks.with_bias(call.bias, Chunk(window, window + 1))
         logits = logits + bias[0, :, row]
-        slots = tables.geom.key_index[window]
+        slots = geom.key_index[window]
 
         boxes, levels = [], []
-        bounds = tables.geom.pooled_offsets
+        bounds = geom.pooled_offsets
         for t in slots.tolist():
             if t < Hp * Wp:
                 ty, tx = divmod(t, Wp)
@@ -318,7 +274,7 @@ class FocalAttention(BaseModule):
                 boxes.append((0, 0, 0, 0))
                 levels.append(-1)
                 continue
-            Ph, Pw = tables.geom.pooled_sizes[level]
+            Ph, Pw = geom.pooled_sizes[level]
             py, px = divmod(t - bounds[level], Pw)
             sub = w // 2**level
             # The pooled maps are centre-trimmed or -padded (see pool_map).
@@ -331,11 +287,6 @@ class FocalAttention(BaseModule):
             boxes=torch.tensor(boxes),
             levels=torch.tensor(levels))
 
-    def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'window_size={self.window_size}, '
-                f'expand_size={self.expand_size}, '
-                f'shift_size={self.shift_size}, '
-                f'focal_level={self.focal_level}, '
-                f'focal_window={self.focal_window}, '
-                f'pool_method={self.pool_method!r}')
+    def _family_repr(self) -> dict:
+        return dict(
+            expand_size=self.expand_size, focal_window=self.focal_window)

@@ -22,11 +22,13 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .focal_pooling import POOL_METHODS
+from .execution_plan import check_chunk_bytes
+from .focal_pooling import check_pool_method
 from .patch_embed import FocalPatchEmbed
 from .pretrained import load_pretrained
+from .window_attention_base import (check_attn_impl, check_heads,
+                                    fits_one_window)
 
 
 class FocalBlock(BaseModule):
@@ -132,6 +134,51 @@ def official_stage_sizes(img_size: Tuple[int, int], stem: dict, down: dict,
     return sizes
 
 
+def check_finite(x: torch.Tensor) -> None:
+    """Raises for a batch with NaN or Inf values. On CUDA the check is a
+    device-side assertion, so that a training step never waits for the
+    device to answer a Python ``if``; the error then surfaces at the next
+    synchronisation, as a CUDA device assert carrying this message."""
+    message = ('The input batch contains NaN or Inf values: check the data '
+               'pipeline and normalisation')
+    if x.device.type == 'cuda':
+        torch._assert_async(torch.isfinite(x).all(), message)
+    elif not torch.isfinite(x).all():
+        raise ValueError(message)
+
+
+def official_img_size(img_size, patch_size: int,
+                      use_abs_pos_embed: bool) -> Optional[Tuple[int, int]]:
+    """``img_size`` as ``(H, W)``, or None (the dense-prediction mode);
+    raises ValueError for a bad one."""
+    if img_size is None:
+        if use_abs_pos_embed:
+            raise ValueError('use_abs_pos_embed needs img_size (the size of '
+                             'the embedding)')
+        return None
+    img_size = (img_size, img_size) if isinstance(img_size, int) \
+        else tuple(img_size)
+    if len(img_size) != 2 or min(img_size) < patch_size:
+        raise ValueError(f'img_size must be an int or (H, W) of at least '
+                         f'patch_size, got {img_size}')
+    return img_size
+
+
+def patch_convs(patch_size: int, use_conv_embed: bool,
+                dense: bool) -> Tuple[dict, dict]:
+    """The convolutions of the stem and of the downsampling embeddings.
+    Non-overlapping ones drop, in the official model, the last row and
+    column of a map that is not a multiple of the stride; dense prediction
+    pads the bottom-right corner instead (as mmdet's Swin), so that no pixel
+    is lost. The overlapping ones have the official fixed padding."""
+    if use_conv_embed:
+        return (dict(kernel_size=7, stride=patch_size, padding=2),
+                dict(kernel_size=3, stride=2, padding=1))
+    padding = 'corner' if dense else 0
+    return (dict(kernel_size=patch_size, stride=patch_size, padding=padding),
+            dict(kernel_size=2, stride=2, padding=padding))
+
+
 def per_stage(name: str, value, num_stages: int) -> tuple:
     """Expands an int to one value per stage and checks a sequence's length."""
     if isinstance(value, int):
@@ -201,11 +248,21 @@ class FocalBackbone(BaseModule):
             norm. Default: (0, 1, 2, 3).
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
             stages (-1: nothing). Default: -1.
-        norm_eval (bool): Keep batch-norm layers in eval mode while
-            training. Default: False.
+        norm_eval (bool): Accepted for configs written for other backbones
+            (mmdet's ResNet, Swin); the model has no batch-norm layers, so it
+            changes nothing. Default: False.
         with_cp (bool): Gradient checkpointing per block. Default: False.
         norm_cfg (dict): Default: ``dict(type='LN')``.
         act_cfg (dict): Default: ``dict(type='GELU')``.
+        attn_chunk_bytes (int, optional): Budget of a chunk of windows
+            attended at once (its gathered keys and values, or attention
+            weights); None: the device's default (2 MB in inference and 4 MB
+            in training on a CPU; a 32nd of the memory of a CUDA device, so
+            that a block's windows usually form one chunk). Default: None.
+        attn_impl (str): ``'auto'`` (the device's execution plan, see
+            ``focal_mm/models/execution_plan.py``), ``'chunked'`` (the same
+            path, explicitly) or ``'triton'`` (the fused Triton kernel;
+            CUDA, or CPU under ``TRITON_INTERPRET=1``). Default: ``'auto'``.
         pretrained (str, optional): Deprecated alias of ``init_cfg=dict(
             type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict, optional): ``dict(type='Pretrained',
@@ -263,6 +320,8 @@ class FocalBackbone(BaseModule):
                  with_cp: bool = False,
                  norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
+                 attn_chunk_bytes: Optional[int] = None,
+                 attn_impl: str = 'auto',
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if pretrained is not None:
@@ -276,79 +335,39 @@ class FocalBackbone(BaseModule):
         arch = self._parse_arch(arch)
         self.embed_dims = arch['embed_dims']
         depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
-        self.num_stages = num_stages = len(depths)
-        if len(num_heads) != num_stages:
-            raise ValueError(f'num_heads must have one entry per stage '
-                             f'({num_stages}, from depths), got '
-                             f'{len(num_heads)}')
-        if any(d < 1 for d in depths):
-            raise ValueError(f'depths must be positive, got {depths}')
+        self.num_stages = len(depths)
         self.focal_levels = per_stage('focal_levels', focal_levels,
-                                      num_stages)
-        if focal_pool not in POOL_METHODS:
-            raise ValueError(f'focal_pool must be one of {POOL_METHODS}, '
-                             f'got {focal_pool!r}')
-        focal_stages = tuple(range(num_stages)) if focal_stages is None \
-            else tuple(focal_stages)
-        if any(not 0 <= s < num_stages for s in focal_stages):
-            raise ValueError(f'focal_stages must be in [0, {num_stages}), '
-                             f'got {focal_stages}')
-        out_indices = tuple(out_indices)
-        if not out_indices or any(not 0 <= i < num_stages
-                                  for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty sequence of '
-                             f'stage indices in [0, {num_stages}), got '
-                             f'{out_indices}')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
-                             f'got {frozen_stages}')
-        if patch_size < 1:
-            raise ValueError(f'patch_size must be >= 1, got {patch_size}')
-        if mlp_ratio <= 0:
-            raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio}')
-        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate',
-                                                      attn_drop_rate),
-                           ('drop_path_rate', drop_path_rate)):
-            if not 0 <= rate < 1:
-                raise ValueError(f'{name} must be in [0, 1), got {rate}')
-        # Non-overlapping patch embeddings: the official model's convolutions
-        # drop the last row and column of a map that is not a multiple of
-        # the stride; dense prediction pads the bottom-right corner instead
-        # (as mmdet's Swin), so that no pixel is lost.
-        no_overlap_padding = 0 if img_size is not None else 'corner'
-        if use_conv_embed:
-            stem = dict(kernel_size=7, stride=patch_size, padding=2)
-            down = dict(kernel_size=3, stride=2, padding=1)
-        else:
-            stem = dict(
-                kernel_size=patch_size,
-                stride=patch_size,
-                padding=no_overlap_padding)
-            down = dict(kernel_size=2, stride=2, padding=no_overlap_padding)
+                                      self.num_stages)
+        self.focal_stages = tuple(range(self.num_stages)) \
+            if focal_stages is None else tuple(focal_stages)
+        self.out_indices = tuple(out_indices)
+        self._check_args(depths, num_heads, focal_pool, frozen_stages,
+                         patch_size, mlp_ratio,
+                         dict(
+                             drop_rate=drop_rate,
+                             attn_drop_rate=attn_drop_rate,
+                             drop_path_rate=drop_path_rate))
+        check_chunk_bytes(attn_chunk_bytes)
+        check_attn_impl(attn_impl)
+        self.img_size = official_img_size(img_size, patch_size,
+                                          use_abs_pos_embed)
+        stem, down = patch_convs(patch_size, use_conv_embed, img_size is None)
         stage_sizes = None
-        if img_size is not None:
-            img_size = (img_size, img_size) if isinstance(img_size, int) \
-                else tuple(img_size)
-            if len(img_size) != 2 or min(img_size) < patch_size:
-                raise ValueError(f'img_size must be an int or (H, W) of at '
-                                 f'least patch_size, got {img_size}')
-            stage_sizes = official_stage_sizes(img_size, stem, down,
-                                               num_stages)
+        if self.img_size is not None:
+            stage_sizes = official_stage_sizes(self.img_size, stem, down,
+                                               self.num_stages)
             if min(stage_sizes[-1]) < 1:
-                raise ValueError(f'img_size {img_size} is too small for '
-                                 f'{num_stages} stages: stage maps '
+                raise ValueError(f'img_size {self.img_size} is too small for '
+                                 f'{self.num_stages} stages: stage maps '
                                  f'{stage_sizes}')
-        elif use_abs_pos_embed:
-            raise ValueError('use_abs_pos_embed needs img_size (the size of '
-                             'the embedding)')
         self._check_family_args()
 
-        self.img_size = img_size
         self.in_channels = in_channels
-        self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.num_features = [self.embed_dims * 2**i for i in range(num_stages)]
+        self.num_features = [
+            self.embed_dims * 2**i for i in range(self.num_stages)
+        ]
 
         # The official stem has no pre-norm, whatever use_pre_norm says.
         self.patch_embed = FocalPatchEmbed(
@@ -362,14 +381,28 @@ class FocalBackbone(BaseModule):
             self.absolute_pos_embed = None
         self.drop_after_pos = nn.Dropout(p=drop_rate)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        block_args = dict(
+            mlp_ratio=mlp_ratio,
+            drop_rate=drop_rate,
+            layer_scale_init_value=layer_scale_init_value,
+            act_cfg=act_cfg,
+            norm_cfg=norm_cfg,
+            with_cp=with_cp)
+        attn_args = dict(
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop_rate=attn_drop_rate,
+            attn_chunk_bytes=attn_chunk_bytes,
+            attn_impl=attn_impl)
+        drop_paths = iter(
+            torch.linspace(0, drop_path_rate, sum(depths)).tolist())
         self.stages = ModuleList()
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             dims = self.num_features[i]
             # The official model builds a block whose training-size map fits
             # in one window with that map's side as window, and no shift.
-            fits = stage_sizes is not None and min(
-                stage_sizes[i]) <= window_size
+            fits = stage_sizes is not None and fits_one_window(
+                *stage_sizes[i], window_size)
             window = min(stage_sizes[i]) if fits else window_size
             blocks = []
             for j in range(depth):
@@ -378,25 +411,19 @@ class FocalBackbone(BaseModule):
                     shift_size=window_size // 2
                     if use_shift and j % 2 and not fits else 0,
                     focal_level=self.focal_levels[i],
-                    pool_method=focal_pool if i in focal_stages else 'none',
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    attn_drop_rate=attn_drop_rate,
+                    pool_method=focal_pool
+                    if i in self.focal_stages else 'none',
+                    **attn_args,
                     **self._attention_cfg(i, j, fits))
                 blocks.append(
                     FocalBlock(
                         dims,
                         heads,
-                        mlp_ratio=mlp_ratio,
-                        drop_rate=drop_rate,
-                        drop_path_rate=dpr[sum(depths[:i]) + j],
-                        layer_scale_init_value=layer_scale_init_value,
-                        act_cfg=act_cfg,
-                        norm_cfg=norm_cfg,
-                        with_cp=with_cp,
-                        attn_cfg=attn_cfg))
+                        drop_path_rate=next(drop_paths),
+                        attn_cfg=attn_cfg,
+                        **block_args))
             downsample = None
-            if i < num_stages - 1:
+            if i < self.num_stages - 1:
                 downsample = FocalPatchEmbed(
                     dims,
                     dims * 2,
@@ -405,11 +432,43 @@ class FocalBackbone(BaseModule):
                     **down)
             self.stages.append(FocalStage(blocks, downsample))
 
-        for i in out_indices:
+        for i in self.out_indices:
             self.add_module(
                 f'norm{i}',
                 build_norm_layer(norm_cfg, self.num_features[i])[1])
         self._freeze_stages()
+
+    def _check_args(self, depths: tuple, num_heads: tuple, focal_pool: str,
+                    frozen_stages: int, patch_size: int, mlp_ratio: float,
+                    rates: Dict[str, float]) -> None:
+        """Raises ValueError naming the first bad argument of the skeleton
+        (``self.num_stages``, ``focal_stages`` and ``out_indices`` set)."""
+        num_stages = self.num_stages
+        if len(num_heads) != num_stages:
+            raise ValueError(f'num_heads must have one entry per stage '
+                             f'({num_stages}, from depths), got '
+                             f'{len(num_heads)}')
+        if any(d < 1 for d in depths):
+            raise ValueError(f'depths must be positive, got {depths}')
+        check_pool_method(focal_pool, 'focal_pool')
+        if any(not 0 <= s < num_stages for s in self.focal_stages):
+            raise ValueError(f'focal_stages must be in [0, {num_stages}), '
+                             f'got {self.focal_stages}')
+        if not self.out_indices or any(not 0 <= i < num_stages
+                                       for i in self.out_indices):
+            raise ValueError(f'out_indices must be a non-empty sequence of '
+                             f'stage indices in [0, {num_stages}), got '
+                             f'{self.out_indices}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                             f'got {frozen_stages}')
+        if patch_size < 1:
+            raise ValueError(f'patch_size must be >= 1, got {patch_size}')
+        if mlp_ratio <= 0:
+            raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio}')
+        for name, rate in rates.items():
+            if not 0 <= rate < 1:
+                raise ValueError(f'{name} must be in [0, 1), got {rate}')
 
     def _check_family_args(self) -> None:
         """Checks (and expands per stage) the family's own arguments;
@@ -435,12 +494,9 @@ class FocalBackbone(BaseModule):
         if set(arch) != needed:
             raise ValueError(f'A custom arch needs exactly the keys '
                              f'{sorted(needed)}, got {sorted(arch)}')
-        dims, heads = arch['embed_dims'], tuple(arch['num_heads'])
-        for i, h in enumerate(heads):
-            if h <= 0 or (dims * 2**i) % h:
-                raise ValueError(
-                    f'num_heads[{i}] = {h} does not divide the stage-{i} '
-                    f'channels embed_dims * 2**{i} = {dims * 2**i}')
+        dims = arch['embed_dims']
+        for i, heads in enumerate(arch['num_heads']):
+            check_heads(dims * 2**i, heads, f'num_heads[{i}]')
         return arch
 
     def init_weights(self) -> None:
@@ -484,10 +540,6 @@ class FocalBackbone(BaseModule):
     def train(self, mode: bool = True) -> 'FocalBackbone':
         super().train(mode)
         self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
         return self
 
     def _position_embedding(self, height: int, width: int) -> torch.Tensor:
@@ -509,9 +561,8 @@ class FocalBackbone(BaseModule):
             raise TypeError(f'{type(self).__name__} expects a floating-point '
                             'image batch (normalised by the data '
                             f'preprocessor), got {x.dtype}')
-        if self.training and not torch.isfinite(x).all():
-            raise ValueError('The input batch contains NaN or Inf values: '
-                             'check the data pipeline and normalisation')
+        if self.training:
+            check_finite(x)
         if min(x.shape[2:]) < self.patch_embed.projection.stride[0]:
             raise ValueError(
                 f'Input {tuple(x.shape[2:])} is smaller than one patch '

@@ -5,20 +5,17 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .focal_fast_geometry import FastGeometry, focal_fast_geometry
-from .focal_pooling import (build_pool_layers, check_pool_method,
-                            check_pooled_window, pooled_tokens)
-from .window_attention import (WindowMasks, attend_windows, check_map,
-                               check_window_args, pad_and_shift, run_chunks,
-                               split_qkv, unshift_and_crop, window_major_rows,
-                               windows_per_chunk)
+from .focal_fast_geometry import (FastGeometry, fast_window_rows,
+                                  focal_fast_geometry)
+from .window_attention import attend_windows
+from .window_attention_base import WindowAttentionBase, check_map
+from .window_chunks import run_chunks
+
 
 @MODELS.register_module()
-class FocalFastAttention(BaseModule):
+class FocalFastAttention(WindowAttentionBase):
     """Focal-fast self-attention, the authors' second release
     (``classification/focal_transformer_v2.py`` of microsoft/Focal-
     Transformer).
@@ -83,6 +80,12 @@ class FocalFastAttention(BaseModule):
         attn_drop_rate (float): Dropout on attention weights. Default: 0.
         proj_drop_rate (float): Dropout after the output projection.
             Default: 0.
+        attn_chunk_bytes (int, optional): Budget of a chunk of windows
+            attended at once; None: the device's default (see
+            ``execution_plan.py``). Default: None.
+        attn_impl (str): ``'auto'``, ``'chunked'`` or ``'triton'`` (see
+            :class:`~focal_mm.models.window_attention_base.
+            WindowAttentionBase`). Default: ``'auto'``.
         init_cfg (dict, optional): mmengine initialisation config.
 
     Parameters: ``qkv`` Linear(C, 3C) (also applied to the pooled tokens),
@@ -115,46 +118,23 @@ class FocalFastAttention(BaseModule):
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
+                 attn_chunk_bytes: Optional[int] = None,
+                 attn_impl: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        check_window_args(embed_dims, num_heads, window_size, shift_size,
-                          focal_level)
+        super().__init__(embed_dims, num_heads, window_size, shift_size,
+                         focal_level, pool_method, qkv_bias, qk_scale,
+                         attn_drop_rate, proj_drop_rate, attn_chunk_bytes,
+                         attn_impl, init_cfg)
         if focal_topk < 1:
             raise ValueError(f'focal_topk must be >= 1, got {focal_topk}')
-        check_pool_method(pool_method)
-        num_pooled = 0 if pool_method == 'none' else focal_level - 1
-        check_pooled_window(window_size, num_pooled, focal_level)
-
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.scale = qk_scale or self.head_dims**-0.5
-        self.window_size = window_size
-        self.shift_size = shift_size
-        self.focal_level = focal_level
         self.focal_topk = focal_topk
-        self.pool_method = pool_method
-        self.num_pooled = num_pooled
-
-        self.pool_layers = build_pool_layers(pool_method, embed_dims,
-                                             window_size, num_pooled)
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.attn_drop_rate = attn_drop_rate
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.build_layers()
         self.bias_mlps = nn.ModuleList([
             nn.Sequential(
                 nn.Linear(2, self.head_dims), nn.ReLU(),
                 nn.Linear(self.head_dims, num_heads))
             for _ in range(focal_level)
         ])
-
-    def geometry(self, height: int, width: int,
-                 device: torch.device) -> FastGeometry:
-        """The cached key selection of a padded ``height x width`` map."""
-        return focal_fast_geometry(height, width, self.window_size,
-                                   self.focal_topk, 1 + self.num_pooled,
-                                   device)
 
     def bias_table(self, geom: FastGeometry) -> torch.Tensor:
         """The bias MLPs on the coordinates of ``geom``: ``(num_heads,
@@ -169,49 +149,32 @@ class FocalFastAttention(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, self.embed_dims, 'FocalFastAttention')
         B, H, W, C = x.shape
-        w, heads = self.window_size, self.num_heads
-        # The official model does not shift a map that fits in one window.
-        shift = 0 if min(H, W) <= w else self.shift_size
-        x = pad_and_shift(x, w, shift)
-        Hp, Wp = x.shape[1:3]
-        geom = self.geometry(Hp, Wp, x.device)
-
-        q_proj, k_proj, v_proj = split_qkv(self.qkv, C)
-        fine = x.reshape(B, Hp * Wp, C)
-        tokens = [fine] + pooled_tokens(x, self.pool_method, self.pool_layers,
-                                        w, geom.pooled_sizes)
-        tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
-        keys, values = F.linear(tokens, *k_proj), F.linear(tokens, *v_proj)
-        queries = F.linear(fine, *q_proj)
-
-        # Window-major rows: the images of one window are next to each
-        # other, so that they share a bias (see run_chunks).
-        bias_index = geom.bias_index
-        if B > 1:
-            bias_index = bias_index.repeat_interleave(B, dim=0)
-        chunk = windows_per_chunk(C, heads, w * w, geom.key_index.shape[1],
-                                  keys.element_size())
+        w = self.window_size
+        geom_args = (H + -H % w, W + -W % w, w, self.focal_topk,
+                     1 + self.num_pooled, x.device)
+        geom = focal_fast_geometry(*geom_args)
+        t = self.project(x, geom.pooled_sizes, self.shift_for(H, W))
+        rows = fast_window_rows(geom_args, B)
+        plan = self.plan(x.device)
+        chunk = plan.windows_per_chunk(C, self.num_heads, w * w,
+                                       geom.key_index.shape[1],
+                                       t.keys.element_size())
         out = attend_windows(
-            queries.reshape(B * Hp * Wp, C),
-            keys.reshape(-1, C),
-            values.reshape(-1, C),
-            window_major_rows(geom.query_index, B, Hp * Wp),
-            window_major_rows(geom.key_index, B, tokens.shape[1]),
-            self.bias_table(geom).to(queries.dtype),
-            WindowMasks(),
-            heads,
+            t.queries,
+            t.keys,
+            t.values,
+            rows.query_rows,
+            rows.key_rows,
+            self.bias_table(geom).to(t.queries.dtype),
+            rows.masks,
+            self.num_heads,
             self.scale,
             run_chunks(geom.runs, B, chunk),
             self.attn_drop_rate,
             self.training,
-            bias_index=bias_index)
-        out = self.proj_drop(self.proj(out.view(B, Hp, Wp, C)))
-        return unshift_and_crop(out, shift, H, W)
+            plan,
+            bias_index=rows.bias_index)
+        return self.output(out, t, H, W)
 
-    def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'window_size={self.window_size}, '
-                f'shift_size={self.shift_size}, '
-                f'focal_level={self.focal_level}, '
-                f'focal_topk={self.focal_topk}, '
-                f'pool_method={self.pool_method!r}')
+    def _family_repr(self) -> dict:
+        return dict(focal_topk=self.focal_topk)

@@ -26,10 +26,12 @@ windows that attend the same relative pattern share one row of
 ``bias_index``. Windows are sorted by that row: ``runs`` gives the lengths
 of the runs of equal rows.
 """
-from functools import lru_cache
 from typing import List, NamedTuple, Tuple
 
 import torch
+
+from .geometry_cache import GEOMETRY_CACHE
+from .window_rows import WindowRows, window_major_rows
 
 # Distances of about this many (window, token) pairs at a time.
 _DISTANCE_CHUNK = 2**18
@@ -87,12 +89,12 @@ def nearest_tokens(rows: torch.Tensor, cols: torch.Tensor, height: int,
     return torch.cat(out)
 
 
-@lru_cache(maxsize=128)
 @torch.compiler.assume_constant_result
 def focal_fast_geometry(height: int, width: int, window_size: int,
                         focal_topk: int, num_levels: int,
                         device: torch.device) -> FastGeometry:
-    """Index tables of one Focal-fast attention call on a padded map.
+    """Index tables of one Focal-fast attention call on a padded map,
+    cached (see ``geometry_cache.py``).
 
     Args:
         height (int): Padded map height, a multiple of ``window_size``.
@@ -100,14 +102,30 @@ def focal_fast_geometry(height: int, width: int, window_size: int,
         window_size (int): Query window side ``w``.
         focal_topk (int): Keys per level (at most the tokens there are).
         num_levels (int): Attention levels, the fine one included.
-        device (torch.device): Where the tensors live (they are always
-            computed on CPU, as the official model does at construction).
+        device (torch.device): Where the tensors live.
     """
-    # Cached tensors built under inference_mode could never be saved for a
-    # later backward: always build ordinary ones.
-    with torch.inference_mode(False):
-        return _build_geometry(height, width, window_size, focal_topk,
-                               num_levels, device)
+    args = (height, width, window_size, focal_topk, num_levels, device)
+    return GEOMETRY_CACHE.get(('focal_fast', ) + args,
+                              lambda: _build_geometry(*args))
+
+
+@torch.compiler.assume_constant_result
+def fast_window_rows(geom_args: tuple, batch: int) -> WindowRows:
+    """The gather tables of a batch of ``batch`` images for the geometry of
+    ``focal_fast_geometry(*geom_args)``, window-major (the images of one
+    window next to each other, so that they share a bias); cached."""
+
+    def build():
+        geom = focal_fast_geometry(*geom_args)
+        height, width = geom_args[:2]
+        tokens = height * width + sum(h * w for h, w in geom.pooled_sizes)
+        return WindowRows(
+            query_rows=window_major_rows(geom.query_index, batch,
+                                         height * width),
+            key_rows=window_major_rows(geom.key_index, batch, tokens),
+            bias_index=geom.bias_index.repeat_interleave(batch, dim=0))
+
+    return GEOMETRY_CACHE.get(('focal_fast_rows', geom_args, batch), build)
 
 
 def _build_geometry(height: int, width: int, window_size: int, focal_topk: int,

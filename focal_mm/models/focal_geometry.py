@@ -16,13 +16,15 @@ Slots of a pooled neighbourhood that fall outside the pooled grid point at the
 trailing zero row (the official code unfolds with zero padding) and get
 ``MASK_VALUE`` added to their logits.
 """
-from functools import lru_cache
 from itertools import groupby
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .window_attention import SlotGroup
+from .geometry_cache import GEOMETRY_CACHE
+from .window_chunks import SlotGroup
+from .window_masks import WindowMasks
+from .window_rows import WindowRows, batched, batched_rows
 
 # The additive logit mask of the official implementation (not -inf).
 MASK_VALUE = -100.0
@@ -133,10 +135,10 @@ class FocalGeometry(NamedTuple):
     slot_groups: Tuple[SlotGroup, ...] = ()
 
 
-def _region_mask(height: int, width: int, window_size: int,
-                 shift_size: int) -> torch.Tensor:
+def _region_mask(height: int, width: int, window_size: int, shift_size: int,
+                 device: torch.device) -> torch.Tensor:
     """Swin's mask between tokens that the cyclic shift made neighbours."""
-    labels = torch.zeros(height, width, dtype=torch.long)
+    labels = torch.zeros(height, width, dtype=torch.long, device=device)
     cuts = (slice(0,
                   -window_size), slice(-window_size,
                                        -shift_size), slice(-shift_size, None))
@@ -152,12 +154,17 @@ def _region_mask(height: int, width: int, window_size: int,
     return differ.to(torch.float32) * MASK_VALUE
 
 
-@lru_cache(maxsize=128)
 @torch.compiler.assume_constant_result
-def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
-                   shift_size: int, focal_windows: Tuple[int, ...],
-                   device: torch.device) -> FocalGeometry:
-    """Index tables of one focal attention call on a padded map.
+def focal_geometry(height: int,
+                   width: int,
+                   window_size: int,
+                   expand_size: int,
+                   shift_size: int,
+                   focal_windows: Tuple[int, ...],
+                   device: torch.device,
+                   crop_slots: bool = True) -> FocalGeometry:
+    """Index tables of one focal attention call on a padded map, built on
+    ``device`` and cached (see ``geometry_cache.py``).
 
     Args:
         height (int): Padded map height, a multiple of ``window_size``.
@@ -167,24 +174,51 @@ def focal_geometry(height: int, width: int, window_size: int, expand_size: int,
         shift_size (int): Cyclic shift of the map (0: none).
         focal_windows (tuple[int]): The focal window of each pooled level
             (empty: no pooled levels).
-        device (torch.device): Where the tensors live.
+        device (torch.device): Where the tensors are built and live.
+        crop_slots (bool): Whether to find the slot groups (see
+            :class:`FocalGeometry`); else ``slot_groups`` is empty.
     """
-    # Cached tensors built under inference_mode could never be saved for a
-    # later backward: always build ordinary ones.
-    with torch.inference_mode(False):
-        return _build_geometry(height, width, window_size, expand_size,
-                               shift_size, focal_windows, device)
+    args = (height, width, window_size, expand_size, shift_size,
+            focal_windows, device, crop_slots)
+    return GEOMETRY_CACHE.get(('focal', ) + args,
+                              lambda: _build_geometry(*args))
+
+
+@torch.compiler.assume_constant_result
+def focal_window_rows(geom_args: tuple, batch: int,
+                      dtype: torch.dtype) -> WindowRows:
+    """The gather tables of a batch of ``batch`` images for the geometry of
+    ``focal_geometry(*geom_args)``, masks in ``dtype``; cached."""
+
+    def build():
+        geom = focal_geometry(*geom_args)
+        height, width = geom_args[:2]
+        # Token table rows per image: the map, the pooled levels and, where
+        # slots are padded, the zero row.
+        tokens = geom.pooled_offsets[-1] + (geom.key_mask is not None)
+        masks = WindowMasks(*(None if m is None else batched(
+            m.to(dtype), batch) for m in (geom.key_mask, geom.region_mask)))
+        return WindowRows(
+            query_rows=batched_rows(geom.query_index, batch, height * width),
+            key_rows=batched_rows(geom.key_index, batch, tokens),
+            masks=masks)
+
+    return GEOMETRY_CACHE.get(('focal_rows', geom_args, batch, dtype), build)
 
 
 def _build_geometry(height: int, width: int, window_size: int,
                     expand_size: int, shift_size: int,
-                    focal_windows: Tuple[int, ...],
-                    device: torch.device) -> FocalGeometry:
+                    focal_windows: Tuple[int, ...], device: torch.device,
+                    crop_slots: bool) -> FocalGeometry:
     w = window_size
     n_rows, n_cols = height // w, width // w
-    win_y = torch.arange(n_rows).repeat_interleave(n_cols)  # (nW,)
-    win_x = torch.arange(n_cols).repeat(n_rows)
-    iy, ix = torch.meshgrid(torch.arange(w), torch.arange(w), indexing='ij')
+
+    def arange(n):
+        return torch.arange(n, device=device)
+
+    win_y = arange(n_rows).repeat_interleave(n_cols)  # (nW,)
+    win_x = arange(n_cols).repeat(n_rows)
+    iy, ix = torch.meshgrid(arange(w), arange(w), indexing='ij')
     own_y = win_y[:, None] * w + iy.reshape(1, -1)  # (nW, w*w)
     own_x = win_x[:, None] * w + ix.reshape(1, -1)
     query_index = own_y * width + own_x
@@ -193,7 +227,8 @@ def _build_geometry(height: int, width: int, window_size: int,
     off_rows = [torch.zeros_like(query_index, dtype=torch.bool)]
 
     if expand_size > 0:
-        off = torch.tensor(expanded_key_slots(w, expand_size).offsets)
+        off = torch.tensor(
+            expanded_key_slots(w, expand_size).offsets, device=device)
         ys = (win_y[:, None] * w + off[None, :, 0]) % height
         xs = (win_x[:, None] * w + off[None, :, 1]) % width
         slots.append(ys * width + xs)
@@ -207,7 +242,7 @@ def _build_geometry(height: int, width: int, window_size: int,
         grid_h, grid_w = n_rows * stride, n_cols * stride
         kernel = pooled_kernel(focal_window, level)
         # Levels above 0 drop the first 2^k - 1 rows and columns of the unfold.
-        taps = torch.arange(stride - 1, kernel) - kernel // 2
+        taps = torch.arange(stride - 1, kernel, device=device) - kernel // 2
         py = win_y[:, None] * stride + taps[None, :]  # (nW, K')
         px = win_x[:, None] * stride + taps[None, :]
         py, px = py[:, :, None], px[:, None, :]
@@ -229,14 +264,14 @@ def _build_geometry(height: int, width: int, window_size: int,
     key_mask = region_mask = None
     # A focal window of 1 never reaches outside the grid.
     if any(fw > 1 for fw in focal_windows):
-        key_mask = (key_padding.to(torch.float32) * MASK_VALUE).to(device)
+        key_mask = key_padding.to(torch.float32) * MASK_VALUE
     if shift_size > 0:
-        region_mask = _region_mask(height, width, w, shift_size).to(device)
-    slot_groups = _slot_groups(
-        torch.cat(off_rows, dim=1), n_rows, n_cols, device)
+        region_mask = _region_mask(height, width, w, shift_size, device)
+    slot_groups = _slot_groups(torch.cat(off_rows, dim=1), n_rows,
+                               n_cols) if crop_slots else ()
     return FocalGeometry(
-        query_index=query_index.to(device),
-        key_index=key_index.to(device),
+        query_index=query_index,
+        key_index=key_index,
         key_mask=key_mask,
         region_mask=region_mask,
         pooled_sizes=tuple(pooled_sizes),
@@ -244,15 +279,16 @@ def _build_geometry(height: int, width: int, window_size: int,
         slot_groups=slot_groups)
 
 
-def _slot_groups(off_rows: torch.Tensor, n_rows: int, n_cols: int,
-                 device: torch.device) -> Tuple[SlotGroup, ...]:
+def _slot_groups(off_rows: torch.Tensor, n_rows: int,
+                 n_cols: int) -> Tuple[SlotGroup, ...]:
     """Groups consecutive window rows by the key slots that fall off the
     pooled grid's rows (``off_rows``, ``(nW, N)``, the same along a window
     row), see ``FocalGeometry.slot_groups``. Rows that lose fewer than
     ``MIN_CROPPED`` of their slots keep them all (a group's chunks cost a
     few gathers more than the slots save)."""
+    device = off_rows.device
     kept = []  # per window row: the kept slots, or None for all of them
-    for pattern in off_rows[::n_cols]:
+    for pattern in off_rows[::n_cols].cpu():
         cropped = pattern.sum() >= MIN_CROPPED * len(pattern)
         kept.append(
             tuple((

@@ -32,11 +32,12 @@ def centre_fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return F.pad(x, pad)
 
 
-def check_pool_method(pool_method: str) -> None:
-    """Raises ValueError for an unknown pooling method."""
+def check_pool_method(pool_method: str, name: str) -> None:
+    """Raises ValueError for an unknown pooling method, naming the argument
+    that gave it."""
     if pool_method not in POOL_METHODS:
-        raise ValueError(f'pool_method must be one of {POOL_METHODS}, '
-                         f'got {pool_method!r}')
+        raise ValueError(f'{name} must be one of {POOL_METHODS}, got '
+                         f'{pool_method!r}')
 
 
 def check_pooled_window(window_size: int, num_pooled: int,

@@ -5,7 +5,8 @@ the same size, measured side by side in one process: the backbones alone,
 and whole Mask R-CNN and RetinaNet detectors.
 
     python tools/analysis/benchmark.py --arch tiny --device cpu
-    python tools/analysis/benchmark.py --models focal --cases det_mask_rcnn_infer
+    python tools/analysis/benchmark.py --models focal \
+        --cases det_mask_rcnn_infer
     python tools/analysis/benchmark.py --device cuda --dtype bf16 --json o.json
 
 Backbone cases: inference at 224x224 (batch 8 on CPU, 64 on GPU), inference

@@ -5,9 +5,10 @@
 
 FULL_ROOT (default: ``../shared/reference`` beside the repository) holds
 ``focal_v1`` and ``focal_v2``, the outputs of the official models (see their
-READMEs). For each case named in ``tests/reference_cases.py``'s ``COMPACT_CASES`` it
-keeps ``name``, ``config``, ``input``, ``logits``, ``stages`` and, where the
-case has them, ``grad_projection`` and ``grads``, all unchanged; the state
+READMEs). For each case named in ``COMPACT_CASES`` of
+``tests/reference_cases.py`` it keeps ``name``, ``config``, ``input``,
+``logits``, ``stages`` and, where the case has them, ``grad_projection`` and
+``grads``, all unchanged; the state
 dict loses only the official per-size buffers (index tables, coordinates,
 masks: ``focal_mm.official.OFFICIAL_BUFFERS``), which are derived from the
 size and ignored on loading. ``official_architectures.json`` is copied as it
