@@ -34,6 +34,9 @@ from run to run (float addition is not associative); the query gradient
 and the forward are deterministic. The operator refuses to run this
 backward while ``torch.use_deterministic_algorithms(True)`` is set.
 
+Row numbers and offsets are 32-bit integers: the operator checks that no
+tensor has 2**31 elements or more.
+
 Matrix products of float32 inputs use ``input_precision='ieee'`` (no TF32)
 so that they agree with PyTorch's float32 to about 1e-6; float16 and
 bfloat16 inputs use their tensor-core products with float32 accumulation.
@@ -67,13 +70,15 @@ def _logits(q, keys, key_rows, bias, bias_index, key_mask, region_mask, win,
     get -inf), with the key tile, the offsets and mask of its elements in
     the key and value tables, and the bias offsets and mask of the tile."""
     n_ok = offs_n < N
-    rows = tl.load(key_rows + win * N + offs_n, mask=n_ok, other=0)
+    rows = tl.load(
+        key_rows + win * N + offs_n, mask=n_ok, other=0).to(tl.int32)
     kv_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
     kv_ok = n_ok[:, None] & d_ok[None, :]
     k = tl.load(keys + kv_offs, mask=kv_ok, other=0.0)
     logits = tl.dot(q, tl.trans(k), input_precision='ieee') * scale_log2
     if HAS_BIAS_INDEX:
-        cols = tl.load(bias_index + win * N + offs_n, mask=n_ok, other=0)
+        cols = tl.load(
+            bias_index + win * N + offs_n, mask=n_ok, other=0).to(tl.int32)
     else:
         cols = offs_n
     mn_ok = m_ok[:, None] & n_ok[None, :]
@@ -108,7 +113,8 @@ def _forward_kernel(queries, keys, values, out, lse, query_rows, key_rows,
     offs_d = tl.arange(0, BLOCK_D)
     m_ok = offs_m < L
     d_ok = offs_d < head_dim
-    rows = tl.load(query_rows + win * L + offs_m, mask=m_ok, other=0)
+    rows = tl.load(
+        query_rows + win * L + offs_m, mask=m_ok, other=0).to(tl.int32)
     q_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
     q_ok = m_ok[:, None] & d_ok[None, :]
     q = tl.load(queries + q_offs, mask=q_ok, other=0.0)
@@ -155,7 +161,8 @@ def _backward_kernel(grad_out, queries, keys, values, out, lse, query_rows,
     offs_d = tl.arange(0, BLOCK_D)
     m_ok = offs_m < L
     d_ok = offs_d < head_dim
-    rows = tl.load(query_rows + win * L + offs_m, mask=m_ok, other=0)
+    rows = tl.load(
+        query_rows + win * L + offs_m, mask=m_ok, other=0).to(tl.int32)
     q_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
     q_ok = m_ok[:, None] & d_ok[None, :]
     q = tl.load(queries + q_offs, mask=q_ok, other=0.0)
@@ -200,7 +207,14 @@ MAX_BLOCK_M = 64
 FORWARD_BLOCK_N = 64
 # The backward holds four (BLOCK_M, BLOCK_N) float32 tiles at once.
 BACKWARD_BLOCK_N = 32
-NUM_WARPS = 4
+
+
+def _launch_options(dtype: torch.dtype) -> dict:
+    """Warps and pipeline stages. Chosen from ptxas' register counts for
+    sm_90 (the kernels compiled without a GPU; speed not measured): with 4
+    warps, or with pipelined loops of float32 products (which run on the
+    FMA units, not tensor cores), the blocks above spill registers."""
+    return dict(num_warps=8, num_stages=1 if dtype == torch.float32 else 2)
 
 
 def _blocks(L: int, head_dim: int):
@@ -266,8 +280,7 @@ def forward(queries: Tensor, keys: Tensor, values: Tensor, query_rows: Tensor,
         BLOCK_M=block_m,
         BLOCK_N=FORWARD_BLOCK_N,
         BLOCK_D=block_d,
-        num_warps=NUM_WARPS,
-        num_stages=2)
+        **_launch_options(queries.dtype))
     return out, lse
 
 
@@ -325,7 +338,6 @@ def backward(grad_out: Tensor, queries: Tensor, keys: Tensor, values: Tensor,
             BLOCK_M=block_m,
             BLOCK_N=BACKWARD_BLOCK_N,
             BLOCK_D=block_d,
-            num_warps=NUM_WARPS,
-            num_stages=2)
+            **_launch_options(queries.dtype))
     return (grad_q, grad_k.to(keys.dtype), grad_v.to(values.dtype),
             grad_bias.to(bias.dtype))

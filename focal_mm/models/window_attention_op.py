@@ -79,6 +79,10 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(f'window_attention: {message}')
 
 
+# The kernels address elements with 32-bit offsets.
+MAX_ELEMENTS = 2**31 - 1
+
+
 def _check_tensor(x: Tensor, name: str, dims: int, device: torch.device,
                   dtypes) -> None:
     _check(x.dim() == dims,
@@ -89,6 +93,9 @@ def _check_tensor(x: Tensor, name: str, dims: int, device: torch.device,
     _check(x.device == device,
            f'{name} is on {x.device}, the queries on {device}')
     _check(x.is_contiguous(), f'{name} must be contiguous')
+    _check(
+        x.numel() <= MAX_ELEMENTS, f'{name} has {x.numel()} elements, more '
+        f'than the kernels\' 32-bit offsets reach ({MAX_ELEMENTS})')
 
 
 def check_inputs(queries: Tensor, keys: Tensor, values: Tensor,
