@@ -37,9 +37,10 @@ backward while ``torch.use_deterministic_algorithms(True)`` is set.
 Row numbers and offsets are 32-bit integers: the operator checks that no
 tensor has 2**31 elements or more.
 
-Matrix products of float32 inputs use ``input_precision='ieee'`` (no TF32)
-so that they agree with PyTorch's float32 to about 1e-6; float16 and
-bfloat16 inputs use their tensor-core products with float32 accumulation.
+Matrix products ask for ``input_precision='ieee'``, which only concerns
+float32 operands: no TF32, so that they agree with PyTorch's float32 to
+about 1e-6 (on the FMA units, slower than tensor cores). Float16 and
+bfloat16 operands use tensor-core products with float32 accumulation.
 
 Triton chooses between compiled and interpreted kernels when it defines
 them, at the import of this module (and of ``triton.language``, whose
