@@ -198,8 +198,7 @@ def test_legacy_format_checkpoint_loads(tmp_path):
     bytes), not mistaken for something else."""
     source = FocalTransformer(arch=TINY)
     path = tmp_path / 'legacy.pth'
-    torch.save(
-        source.state_dict(), path, _use_new_zipfile_serialization=False)
+    torch.save(source.state_dict(), path, _use_new_zipfile_serialization=False)
     model = FocalTransformer(arch=TINY)
     _load_into(model, path)
     for key, value in source.state_dict().items():
@@ -216,8 +215,9 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
             r"it starts with '<\?xml version=\"1.0\""):
         _load_into(FocalTransformer(arch=TINY), path)
     path.write_bytes(b'')
-    with pytest.raises(ValueError, match='not a PyTorch checkpoint: the '
-                       'file is empty'):
+    with pytest.raises(
+            ValueError, match='not a PyTorch checkpoint: the '
+            'file is empty'):
         _load_into(FocalTransformer(arch=TINY), path)
 
 

@@ -104,8 +104,9 @@ def server(tmp_path, monkeypatch):
         url=f'http://127.0.0.1:{httpd.server_address[1]}/',
         requests=requests,
         answers=answers,
-        cached=lambda: sorted(p.name for p in (
-            tmp_path / 'torch_home').rglob('*') if p.is_file()))
+        cached=lambda: sorted(
+            p.name for p in (tmp_path / 'torch_home').rglob('*')
+            if p.is_file()))
     httpd.shutdown()
     httpd.server_close()
     thread.join()
@@ -212,8 +213,8 @@ def test_missing_local_file_says_what_to_do(tmp_path):
     ('focal-small-useconv-is224-ws7.pth', 'focal_small_useconv_in1k'),
     ('focalv2-base-useconv-is224-ws7.pth', 'focal_fast_base_in1k'),
 ])
-def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch,
-                                                     case, name, config):
+def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
+                                                     name, config):
     """The storage's answer since 2023 (HTTP 409, PublicAccessNotPermitted)
     gives an error with the reason, the ready options and where a copy of
     one's own is used from; nothing is cached, and a copy put there is
