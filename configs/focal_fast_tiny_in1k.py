@@ -2,10 +2,9 @@
 # (classification/focal_transformer_v2.py; 30,220,564 parameters): conv patch
 # embeddings, two focal levels, the 128 nearest tokens per level. Recipe and
 # test pipeline as focal_tiny_in1k.py (the official repository trains both
-# families alike); drop path 0.2. Official top-1: 82.4. Evaluate the
-# released checkpoint with
-#   python tools/test.py configs/focal_fast_tiny_in1k.py \
-#       https://projects4jw.blob.core.windows.net/model/focal-transformer/imagenet1k/focalv2-tiny-useconv-is224-ws7.pth
+# families alike); drop path 0.2. Official top-1: 82.4. tools/test.py takes a
+# copy of the released focalv2-tiny-useconv-is224-ws7.pth or a checkpoint of
+# this config's training (README, "Weights").
 _base_ = './focal_tiny_in1k.py'
 model = dict(
     backbone=dict(

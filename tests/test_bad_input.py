@@ -43,7 +43,10 @@ Cases tried (backbone = FocalTransformer, attention = FocalAttention):
 38. a checkpoint that is not a Focal Transformer (a ResNet)
 39. a checkpoint carrying pickled code (refused; the code never runs)
 40. a config that forgets custom_imports
+41. a file that is not a PyTorch checkpoint (an error page saved as .pth)
+42. a checkpoint of the other family (names the class that loads it)
 """
+import re
 import subprocess
 import sys
 
@@ -51,6 +54,7 @@ import pytest
 import torch
 
 from focal_mm import FocalAttention, FocalTransformer
+from focal_mm.models import FocalFastTransformer
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
@@ -187,6 +191,48 @@ def test_checkpoint_of_something_else(tmp_path):
     }}, path)
     with pytest.raises(ValueError, match='does not fit this FocalTransformer'):
         _load_into(FocalTransformer(arch=TINY), path)
+
+
+def test_legacy_format_checkpoint_loads(tmp_path):
+    """torch's pre-1.6 format is a checkpoint too (known by its first
+    bytes), not mistaken for something else."""
+    source = FocalTransformer(arch=TINY)
+    path = tmp_path / 'legacy.pth'
+    torch.save(source.state_dict(), path, _use_new_zipfile_serialization=False)
+    model = FocalTransformer(arch=TINY)
+    _load_into(model, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'focal-tiny-is224-ws7.pth'
+    path.write_text('<?xml version="1.0" encoding="utf-8"?><Error><Code>'
+                    'PublicAccessNotPermitted</Code></Error>')
+    with pytest.raises(
+            ValueError,
+            match=rf'^{re.escape(str(path))} is not a PyTorch checkpoint: '
+            r"it starts with '<\?xml version=\"1.0\""):
+        _load_into(FocalTransformer(arch=TINY), path)
+    path.write_bytes(b'')
+    with pytest.raises(
+            ValueError, match='not a PyTorch checkpoint: the '
+            'file is empty'):
+        _load_into(FocalTransformer(arch=TINY), path)
+
+
+def test_checkpoint_of_the_other_family(tmp_path):
+    """The error names the class that loads: Focal-fast weights do not fit
+    a FocalTransformer, Focal weights do not fit a FocalFastTransformer."""
+    for source, target in ((FocalFastTransformer, FocalTransformer),
+                           (FocalTransformer, FocalFastTransformer)):
+        path = tmp_path / f'{source.__name__}.pth'
+        torch.save({'state_dict': source(arch=TINY).state_dict()}, path)
+        with pytest.raises(
+                ValueError,
+                match=rf'^{re.escape(str(path))} does not fit this '
+                rf'{target.__name__} \(a checkpoint of another'):
+            _load_into(target(arch=TINY), path)
 
 
 class _CreatesMarker:

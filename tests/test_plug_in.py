@@ -13,8 +13,7 @@ from toy_configs import toy_detection, toy_segmentation
 pytestmark = pytest.mark.slow
 BACKBONE = ("dict(_delete_=True, type='FocalTransformer', arch='tiny', "
             "img_size=None, init_cfg=dict(type='Pretrained', checkpoint="
-            "'https://projects4jw.blob.core.windows.net/model/'"
-            "'focal-transformer/imagenet1k/focal-tiny-is224-ws7.pth'))")
+            "'work_dirs/focal_tiny_in1k/epoch_300.pth'))")
 
 
 def plug_in(tmp_path, base, head):

@@ -1,20 +1,27 @@
 """Release checkpoints by URL: the configs name the official files, a URL is
 downloaded once into the torch hub cache and read with ``weights_only=True``
 (official format converted), tools/test.py takes the release file itself, and
-a missing file or a failed download is an error. Files are served from a
-local http.server on 127.0.0.1; TORCH_HOME is a temporary folder."""
+a missing file or a failed download is an error that says why and what to do
+instead, leaving nothing in the cache. The release storage's refusal (HTTP
+409 with an XML error body), error pages served with status 200 and truncated
+downloads are reproduced by a local http.server on 127.0.0.1; TORCH_HOME is a
+temporary folder."""
 import os.path as osp
 import pickle
+import re
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from typing import NamedTuple, Optional
+from urllib.parse import urlparse
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from focal_mm.models import pretrained
 from focal_mm.models.pretrained import (RELEASE_URL, checkpoint_to_test,
                                         download_checkpoint)
 from focal_mm.official import (mmpretrain_model_cfg, official_to_backbone,
@@ -33,19 +40,50 @@ def case():
     return load_case('conv_embed_prenorm_layerscale_224')
 
 
+class Answer(NamedTuple):
+    """What the server answers for one path instead of a served file:
+    ``sent`` bytes of ``body`` (all if None) under a Content-Length of the
+    whole body."""
+    status: int
+    body: bytes
+    content_type: str = 'application/xml'
+    sent: Optional[int] = None
+
+
+# What the release storage answers since it refused public access (Azure
+# sends its XML error bodies with a byte-order mark).
+AZURE_REFUSAL = Answer(
+    409, ('\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>'
+          'PublicAccessNotPermitted</Code><Message>Public access is not '
+          'permitted on this storage account.\nRequestId:c635cdea-101e-0086-'
+          '3153-396fa0000000\nTime:2024-11-18T00:47:30.1594977Z</Message>'
+          '</Error>').encode())
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    """Serves ``root`` on 127.0.0.1 and records the paths requested; the
-    torch hub cache is inside ``tmp_path``."""
+    """Serves ``root`` on 127.0.0.1 and records the paths requested; a path
+    in ``answers`` gets that :class:`Answer` instead. The torch hub cache is
+    inside ``tmp_path``."""
     root = tmp_path / 'served'
     root.mkdir()
     requests = []
+    answers = {}
 
     class Handler(SimpleHTTPRequestHandler):
 
         def do_GET(self):
             requests.append(self.path)
-            super().do_GET()
+            answer = answers.get(self.path)
+            if answer is None:
+                super().do_GET()
+                return
+            self.send_response(answer.status)
+            self.send_header('Content-Type', answer.content_type)
+            self.send_header('Content-Length', str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body[:answer.sent])
+            self.close_connection = True
 
         def log_message(self, *args):
             pass
@@ -64,10 +102,30 @@ def server(tmp_path, monkeypatch):
     yield SimpleNamespace(
         root=root,
         url=f'http://127.0.0.1:{httpd.server_address[1]}/',
-        requests=requests)
+        requests=requests,
+        answers=answers,
+        cached=lambda: sorted(
+            p.name for p in (tmp_path / 'torch_home').rglob('*')
+            if p.is_file()))
     httpd.shutdown()
     httpd.server_close()
     thread.join()
+
+
+def assert_ways_to_start(message, config):
+    """``message`` ends with the ready options that replace the checkpoint,
+    naming the ImageNet config ``config``, which exists and saves the
+    ``epoch_300.pth`` that the message names."""
+    lines = message.splitlines()
+    assert '    --cfg-options model.backbone.init_cfg.checkpoint=PATH' in lines
+    assert '    --cfg-options model.backbone.init_cfg=None' in lines
+    assert ('  your own ImageNet-1K pretraining (python tools/train.py '
+            f'configs/{config}.py):') in lines
+    assert ('    --cfg-options model.backbone.init_cfg.checkpoint='
+            f'work_dirs/{config}/epoch_300.pth') in lines
+    cfg = Config.fromfile(str(CONFIG_DIR / f'{config}.py'))
+    assert cfg.train_cfg.max_epochs == 300
+    assert cfg.default_hooks.checkpoint.interval == 1
 
 
 def backbone_cfg(case, checkpoint):
@@ -135,28 +193,121 @@ def test_official_file_by_url_as_detection_backbone_init(server, case):
                                                 'checkpoints', 'focal.pth')
 
 
-def test_missing_local_file_names_it_and_the_release_url(tmp_path):
+def test_missing_local_file_says_what_to_do(tmp_path):
     from focal_mm.models import FocalTransformer
     path = tmp_path / 'checkpoints' / 'focal-tiny-is224-ws7.pth'
     model = FocalTransformer(
         arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(FileNotFoundError) as err:
         model.init_weights()
-    assert str(path) in str(err.value)
-    assert f'{RELEASE_URL}focal-tiny-is224-ws7.pth' in str(err.value)
-    assert 'init_cfg=None' in str(err.value)
+    message = str(err.value)
+    assert message.startswith(f'Checkpoint {path} does not exist.\n'
+                              'focal-tiny-is224-ws7.pth is an official '
+                              'release file. The official Focal Transformer '
+                              'checkpoints cannot be downloaded')
+    assert_ways_to_start(message, 'focal_tiny_in1k')
+
+
+@pytest.mark.parametrize('name, config', [
+    ('focal-tiny-is224-ws7.pth', 'focal_tiny_in1k'),
+    ('focal-small-useconv-is224-ws7.pth', 'focal_small_useconv_in1k'),
+    ('focalv2-base-useconv-is224-ws7.pth', 'focal_fast_base_in1k'),
+])
+def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
+                                                     name, config):
+    """The storage's answer since 2023 (HTTP 409, PublicAccessNotPermitted)
+    gives an error with the reason, the ready options and where a copy of
+    one's own is used from; nothing is cached, and a copy put there is
+    used without asking the server."""
+    from focal_mm.models import FocalTransformer
+    release = server.url + 'model/focal-transformer/imagenet1k/'
+    monkeypatch.setattr(pretrained, 'RELEASE_URL', release)
+    url = release + name
+    server.answers[urlparse(url).path] = AZURE_REFUSAL
+    model = FocalTransformer(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=url))
+    with pytest.raises(OSError) as err:
+        model.init_weights()
+    message = str(err.value)
+    assert message.startswith(
+        f'Could not download checkpoint {url}: HTTP Error 409: Conflict '
+        '(PublicAccessNotPermitted: Public access is not permitted on this '
+        'storage account.)\nThe official Focal Transformer checkpoints '
+        'cannot be downloaded: the storage account behind every release URL '
+        'has refused public access since 2023')
+    assert 'https://github.com/microsoft/Focal-Transformer/issues/27' in \
+        message
+    assert_ways_to_start(message, config)
+    assert server.cached() == []
+
+    copy = re.search(r'A copy saved as (\S+) is used', message).group(1)
+    assert copy == osp.join(torch.hub.get_dir(), 'checkpoints', name)
+    model = build_det_backbone(backbone_cfg(case, url))
+    torch.save({'model': case['state_dict']}, copy)
+    model.init_weights()
+    state = model.state_dict()
+    for key, value in official_to_backbone(case['state_dict']).items():
+        assert torch.equal(state[key], value), key
+    assert server.requests == [urlparse(url).path]
 
 
 def test_failed_download_names_the_url(server):
+    """Another URL that fails gets a plain error naming it, without the
+    release storage's story, and the same ready options."""
     from focal_mm.models import FocalTransformer
     url = server.url + 'focal-tiny-is224-ws7.pth'
     model = FocalTransformer(
         arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=url))
-    with pytest.raises(OSError, match=f'Could not download checkpoint {url}'
-                       '.*404'):
+    with pytest.raises(OSError) as err:
         model.init_weights()
-    assert not [p for p in (server.root.parent / 'torch_home').rglob('*')
-                if p.is_file()]
+    message = str(err.value)
+    assert message.startswith(f'Could not download checkpoint {url}: HTTP '
+                              'Error 404: File not found\nA copy saved as ')
+    assert 'public access' not in message
+    assert_ways_to_start(message, 'focal_tiny_in1k')
+    assert server.cached() == []
+
+
+def test_error_page_served_as_a_checkpoint_is_not_kept(server):
+    """A storage error page served with status 200 (as a proxy or a captive
+    portal does) is not a checkpoint: the error says so, with what the file
+    starts with, and nothing is cached, so the next run downloads again."""
+    from focal_mm.models import FocalTransformer
+    url = server.url + 'focal-tiny-is224-ws7.pth'
+    server.answers['/focal-tiny-is224-ws7.pth'] = Answer(
+        200, b'<?xml version="1.0" encoding="utf-8"?><Error><Code>'
+        b'AuthenticationFailed</Code></Error>')
+    for _ in range(2):
+        model = FocalTransformer(
+            arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=url))
+        with pytest.raises(OSError) as err:
+            model.init_weights()
+        assert str(err.value).startswith(
+            f'Could not download checkpoint {url}: the file received is not '
+            'a PyTorch checkpoint: it starts with \'<?xml version="1.0" '
+            'encoding="utf-8"?><Error><Code>AuthenticationFailed')
+        assert server.cached() == []
+    assert server.requests == ['/focal-tiny-is224-ws7.pth'] * 2
+
+
+def test_truncated_download_is_not_kept(server, case):
+    """A download that ends early (the server announced the whole file and
+    sent half) is refused and not cached."""
+    whole = server.root / 'whole.pth'
+    torch.save({'model': case['state_dict']}, whole)
+    data = whole.read_bytes()
+    server.answers['/focal.pth'] = Answer(
+        200, data, 'application/octet-stream', sent=len(data) // 2)
+    url = server.url + 'focal.pth'
+    with pytest.raises(OSError) as err:
+        checkpoint_to_test(url, str(server.root), 'ImageClassifier')
+    assert str(err.value).startswith(
+        f'Could not download checkpoint {url}: the file received is not a '
+        'complete PyTorch checkpoint (truncated or corrupt?)')
+    assert ('  your own ImageNet-1K pretraining (python tools/train.py '
+            'configs/CONFIG.py, the focal_*_in1k config of your backbone):'
+            ) in str(err.value).splitlines()
+    assert server.cached() == []
 
 
 class _CreatesMarker:

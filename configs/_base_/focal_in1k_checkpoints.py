@@ -3,9 +3,11 @@
 # patch embeddings), Focal-fast's 'focalv2-{tiny,small,base}-useconv-...'.
 # A backbone's init_cfg names one as
 #     checkpoint=_base_.focal_in1k_url + 'focal-tiny-is224-ws7.pth'
-# and it is downloaded once into the torch hub cache
-# (torch.hub.get_dir()/checkpoints). Without internet, download the file and
-# pass --cfg-options model.backbone.init_cfg.checkpoint=PATH; from scratch:
-# --cfg-options model.backbone.init_cfg=None.
+# The storage behind these URLs has refused public access since 2023, so they
+# name the files rather than fetch them: a copy under the same name in the
+# torch hub cache (torch.hub.get_dir()/checkpoints) is used. Otherwise pass
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH (a copy, or your own
+# ImageNet-1K pretraining with configs/focal_*_in1k.py), or from scratch
+# --cfg-options model.backbone.init_cfg=None (README, "Weights").
 focal_in1k_url = ('https://projects4jw.blob.core.windows.net/model/'
                   'focal-transformer/imagenet1k/')

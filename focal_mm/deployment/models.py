@@ -5,8 +5,7 @@
   ``ImageClassifier``, image to logits (:class:`ClassifierLogits`).
 - mmdet and mmseg configs: the Focal backbone only, image to its stage
   outputs, named ``stage{i}`` for each ``i`` in ``out_indices``. Whole
-  detectors and segmentors do not export here (see the README, section
-  Deployment).
+  detectors and segmentors do not export here (see docs/deployment.md).
 
 The graph takes the image normalised as the config's data preprocessor
 does (mean / std, RGB order); that step is not part of it.

@@ -1,7 +1,7 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
-"""Loading official or converted checkpoints, local or by URL (downloaded
-once into the torch hub cache), into a FocalTransformer, and preparing the
-checkpoint that tools/test.py evaluates."""
+"""Loading official, converted or self-trained checkpoints, local or by URL
+(downloaded once into the torch hub cache), into a Focal backbone, and
+preparing the checkpoint that tools/test.py evaluates."""
 import logging
 import math
 import os
@@ -9,9 +9,11 @@ import os.path as osp
 import pickle
 import re
 import sys
+import zipfile
 from collections import OrderedDict
 from http.client import HTTPException
-from typing import Dict, List
+from typing import Dict, List, Optional
+from urllib.error import HTTPError
 from urllib.parse import urlparse
 
 import torch
@@ -21,13 +23,16 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-# Where the official release keeps its ImageNet-1K checkpoints, RELEASE_URL +
-# RELEASE_FILES (the configs name the same prefix as ``focal_in1k_url`` in
-# configs/_base_/focal_in1k_checkpoints.py). Focal-fast's are
-# focalv2-{tiny,small,base}-useconv-is224-ws7.pth.
+# Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
+# a name that RELEASE_NAME matches (the configs name the same prefix as
+# ``focal_in1k_url`` in configs/_base_/focal_in1k_checkpoints.py). The storage
+# no longer serves them (RELEASE_GONE); the configs keep the URLs as the
+# files' identity, and a copy in the torch hub cache under the same name is
+# used (cache_path).
 RELEASE_URL = ('https://projects4jw.blob.core.windows.net/model/'
                'focal-transformer/imagenet1k/')
-RELEASE_FILES = 'focal-{tiny,small,base}[-useconv]-is224-ws7.pth'
+RELEASE_NAME = re.compile(
+    r'focal(v2)?-(tiny|small|base)(-useconv)?-is224-ws7\.pth')
 
 
 def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
@@ -118,29 +123,105 @@ def is_url(filename: str) -> bool:
     return filename.startswith(('http://', 'https://'))
 
 
+# Why the release files cannot be had: stated for the release URLs only.
+RELEASE_GONE = (
+    'The official Focal Transformer checkpoints cannot be downloaded: the '
+    'storage account behind every release URL has refused public access '
+    'since 2023 (HTTP 409, PublicAccessNotPermitted; see '
+    'https://github.com/microsoft/Focal-Transformer/issues/27), and no '
+    'public mirror is known.')
+
+
+def _pretraining_config(name: str) -> Optional[str]:
+    """The ImageNet-1K config that trains the backbone of release file
+    ``name``; None for other names."""
+    release = RELEASE_NAME.fullmatch(name)
+    if release is None:
+        return None
+    fast, size, conv = release.groups()
+    if fast:
+        return f'focal_fast_{size}_in1k'
+    return f'focal_{size}{"_useconv" if conv else ""}_in1k'
+
+
+def _ways_to_start(name: str) -> str:
+    """The ready command-line options that replace an unavailable
+    checkpoint ``name``."""
+    config = _pretraining_config(name)
+    which = ''
+    if config is None:
+        config, which = 'CONFIG', ', the focal_*_in1k config of your backbone'
+    return '\n'.join([
+        'Start the backbone another way, adding one of these to the '
+        'tools/train.py command:',
+        '  a copy of the file that you have:',
+        '    --cfg-options model.backbone.init_cfg.checkpoint=PATH',
+        '  your own ImageNet-1K pretraining (python tools/train.py '
+        f'configs/{config}.py{which}):',
+        '    --cfg-options model.backbone.init_cfg.checkpoint='
+        f'work_dirs/{config}/epoch_300.pth',
+        '  no pretraining (train from scratch):',
+        '    --cfg-options model.backbone.init_cfg=None',
+        '(tools/test.py and tools/deployment/pytorch2onnx.py take the path '
+        'of a copy in place of the URL; README, "Weights".)',
+    ])
+
+
 def _missing_file_message(filename: str) -> str:
     name = osp.basename(filename)
-    release = re.fullmatch(
-        r'focal(v2)?-(tiny|small|base)(-useconv)?-is224-ws7\.pth', name)
-    where = (f'{RELEASE_URL}{name}'
-             if release else f'{RELEASE_URL}{RELEASE_FILES}')
-    return (f'Checkpoint {filename} does not exist. The official ImageNet-1K '
-            f'weights are at {where}: give the URL as the checkpoint (it is '
-            'downloaded once and cached) or download it to this path; '
-            'init_cfg=None trains from scratch (README, "Official '
-            'checkpoints").')
+    lines = [f'Checkpoint {filename} does not exist.']
+    if RELEASE_NAME.fullmatch(name):
+        lines.append(f'{name} is an official release file. ' + RELEASE_GONE)
+    return '\n'.join(lines + [_ways_to_start(name)])
+
+
+def _unavailable_message(url: str, problem: str) -> str:
+    """The error of a checkpoint URL that gave no checkpoint: ``problem``,
+    why (for the release URLs), where a copy is used from, what to do."""
+    name = osp.basename(urlparse(url).path)
+    lines = [f'Could not download checkpoint {url}: {problem}']
+    if url.startswith(RELEASE_URL):
+        lines.append(RELEASE_GONE)
+    lines.append(f'A copy saved as {cache_path(url)} is used without '
+                 'downloading.')
+    return '\n'.join(lines + [_ways_to_start(name)])
+
+
+def _http_error(err: HTTPError) -> str:
+    """``err`` with the code and message of the XML error body that storage
+    services (Azure, S3) send, if it has one."""
+    try:
+        body = err.read(4096).decode('utf-8', 'replace')
+    except (OSError, HTTPException):
+        body = ''
+    details = []
+    for tag in ('Code', 'Message'):
+        found = re.search(rf'<{tag}>\s*(.*?)\s*</{tag}>', body, re.DOTALL)
+        if found:
+            # Drop the request's id and time, which only the service reads.
+            text = re.split(r'\s*RequestId:', found.group(1))[0]
+            if text and text not in str(err):
+                details.append(text)
+    return f'{err}' + (f' ({": ".join(details)})' if details else '')
+
+
+def cache_path(url: str) -> str:
+    """Where the copy of a checkpoint URL is kept:
+    ``torch.hub.get_dir()/checkpoints/<file name>``, as mmengine keeps it."""
+    return osp.join(torch.hub.get_dir(), 'checkpoints',
+                    osp.basename(urlparse(url).path))
 
 
 def download_checkpoint(url: str) -> str:
-    """The local copy of a checkpoint URL: downloaded once into
-    ``torch.hub.get_dir()/checkpoints``, as mmengine does, then reused. In a
-    distributed run rank 0 downloads first, the others after a barrier.
+    """The local copy of a checkpoint URL (:func:`cache_path`): downloaded
+    once, then reused. In a distributed run rank 0 downloads first, the
+    others after a barrier.
 
     Raises:
-        OSError: naming the URL, when the download fails.
+        OSError: naming the URL, when the download fails or what came is not
+            a PyTorch checkpoint (nothing is kept then).
     """
-    path = osp.join(torch.hub.get_dir(), 'checkpoints',
-                    osp.basename(urlparse(url).path))
+    path = cache_path(url)
     rank, world_size = get_dist_info()
     if rank == 0:
         _download(url, path)
@@ -156,19 +237,70 @@ def _download(url: str, path: str) -> None:
         return
     os.makedirs(osp.dirname(path), exist_ok=True)
     print_log(f'Downloading {url} to {path}', logger='current')
+    # Checked under a name of its own, moved into place only if it is a
+    # checkpoint: the cache never holds an error page or a partial file.
+    part = f'{path}.{os.getpid()}.part'
     try:
-        # Writes a temporary file and moves it into place when complete.
-        torch.hub.download_url_to_file(url, path, progress=sys.stderr.isatty())
+        torch.hub.download_url_to_file(url, part, progress=sys.stderr.isatty())
+        problem = not_a_checkpoint(part)
+        if problem is None:
+            os.replace(part, path)
+            return
+        problem = f'the file received is {problem}'
+    except HTTPError as err:
+        problem = _http_error(err)
     except (OSError, HTTPException) as err:
-        raise OSError(f'Could not download checkpoint {url}: {err}') from None
+        problem = str(err)
+    finally:
+        if osp.exists(part):
+            os.remove(part)
+    raise OSError(_unavailable_message(url, problem))
+
+
+# What torch.save writes first: a zip archive (the format since torch 1.6),
+# or, in the legacy format, the pickled magic number (protocols 2 to 5).
+ZIP_START = b'PK\x03\x04'
+LEGACY_STARTS = tuple(
+    pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=p)
+    for p in range(2, pickle.HIGHEST_PROTOCOL + 1))
+
+
+def not_a_checkpoint(path: str) -> Optional[str]:
+    """Why the file at ``path`` is not a PyTorch checkpoint (what it starts
+    with, or that its archive is incomplete), or None if it is one.
+
+    A zip archive must be whole (a truncated one has lost its closing
+    record) and hold torch's ``data.pkl``; a legacy-format file is known
+    by its first bytes only, its completeness shows when it is read.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(max(map(len, LEGACY_STARTS)))
+    if not head:
+        return 'not a PyTorch checkpoint: the file is empty'
+    if head.startswith(ZIP_START):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return ('not a complete PyTorch checkpoint (truncated or '
+                    'corrupt?): its zip archive has no end')
+        if any(n == 'data.pkl' or n.endswith('/data.pkl') for n in names):
+            return None
+        return ('not a PyTorch checkpoint: a zip archive without '
+                'data.pkl')
+    if head.startswith(LEGACY_STARTS):
+        return None
+    with open(path, 'rb') as f:
+        start = f.read(80).decode('utf-8', 'replace')
+    return f'not a PyTorch checkpoint: it starts with {start!r}'
 
 
 def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     """Loads a local file or an http(s) URL (downloaded once, see
     :func:`download_checkpoint`) with ``weights_only=True``; clear errors for
-    missing files, files that carry pickled code and files that cannot be
-    read. ``trust_pickle`` lets the file unpickle arbitrary objects (it runs
-    code from the file)."""
+    missing files, files that are not PyTorch checkpoints, files that carry
+    pickled code and files that cannot be read. ``trust_pickle`` lets the
+    file unpickle arbitrary objects (it runs code from the file)."""
     if '://' in filename and not is_url(filename):
         # Other storage (s3://, ...): mmengine's loaders, which call
         # torch.load with its default (weights_only=True since torch 2.6).
@@ -177,6 +309,9 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
         raise FileNotFoundError(_missing_file_message(filename))
     local = download_checkpoint(filename) if is_url(filename) else filename
     source = filename if local == filename else f'{filename} ({local})'
+    problem = not_a_checkpoint(local)
+    if problem is not None:
+        raise ValueError(f'{source} is {problem}')
     try:
         return torch.load(
             local, map_location='cpu', weights_only=not trust_pickle)
@@ -230,8 +365,8 @@ def raise_unless_fits(filename: str, target: str, wrong: List[str]) -> None:
 
 
 def load_pretrained(model: nn.Module, filename: str) -> None:
-    """Loads a checkpoint into a :class:`FocalTransformer` and reports what
-    did not fit.
+    """Loads a checkpoint into a Focal backbone (:class:`FocalTransformer`
+    or :class:`FocalFastTransformer`) and reports what did not fit.
 
     Accepts the official release (keys under ``model``), this project's
     converted files, and whole mmdet / mmseg / mmpretrain checkpoints.
@@ -245,7 +380,8 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
     dropped = adapt_shapes(model, state_dict)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     wrong = [k for k in dropped if not tolerated_key(k.split(':')[0])]
-    raise_unless_fits(filename, 'FocalTransformer',
+    target = type(model).__name__
+    raise_unless_fits(filename, target,
                       wrong + unfit_keys(missing, unexpected))
     report = []
     if dropped:
@@ -257,7 +393,7 @@ def load_pretrained(model: nn.Module, filename: str) -> None:
     if unexpected:
         report.append('in the checkpoint but not in the model (ignored):\n  ' +
                       '\n  '.join(unexpected))
-    summary = f'Loaded {filename} into FocalTransformer'
+    summary = f'Loaded {filename} into {target}'
     if report:
         print_log(
             summary + '; ' + '\n'.join(report),
