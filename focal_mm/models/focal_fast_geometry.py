@@ -10,6 +10,13 @@ coordinate ``query - key``. All of this depends only on the map size and the
 options, so it is computed once per size and cached; a forward pass then
 needs one gather of keys and values and one small MLP evaluation.
 
+The nearest tokens are exactly those of the official ``torch.topk`` over
+the distances to all tokens, ties included, but are found among the tokens
+of a square around each window wherever the tied tokens CPU topk keeps are
+provably the first ones in scan order (:func:`nearest_tokens`); the
+other windows, and maps of fewer than ``64 * focal_topk`` tokens, take
+topk over all tokens.
+
 Keys are gathered from one token table laid out as::
 
     [fine map (Hp * Wp) | pooled level 0 | pooled level 1 | ...]
@@ -26,6 +33,7 @@ windows that attend the same relative pattern share one row of
 ``bias_index``. Windows are sorted by that row: ``runs`` gives the lengths
 of the runs of equal rows.
 """
+import math
 from typing import List, NamedTuple, Tuple
 
 import torch
@@ -33,8 +41,11 @@ import torch
 from .geometry_cache import GEOMETRY_CACHE
 from .window_rows import WindowRows, window_major_rows
 
-# Distances of about this many (window, token) pairs at a time.
+# Distances of about this many (point, token) pairs at a time.
 _DISTANCE_CHUNK = 2**18
+# torch.topk on CPU selects with a heap when k * _HEAP_RATIO <= row length
+# (aten/src/ATen/native/TopKImpl.h), otherwise with std::nth_element.
+_HEAP_RATIO = 64
 
 
 class FastGeometry(NamedTuple):
@@ -68,25 +79,143 @@ class FastGeometry(NamedTuple):
 def nearest_tokens(rows: torch.Tensor, cols: torch.Tensor, height: int,
                    width: int, k: int) -> torch.Tensor:
     """The ``k`` tokens of a ``height x width`` grid nearest to each point
-    ``(rows[i], cols[i])``, as flat row-major indices ``(n, k)``.
+    ``(rows[i], cols[i])`` of the grid, as flat row-major indices ``(n, k)``
+    on the device of ``rows`` (in no particular order within a row).
 
-    Exactly the official choice: ``torch.topk(-distance, k, dim=1)`` of the
-    float32 Euclidean distances to all tokens, ``sqrt(dy**2 + dx**2)`` from
-    integer differences, which also decides which of several tied tokens
-    get in. ``torch.topk`` on CPU treats every row on its own, so the rows
-    are computed a chunk at a time (never ``n x HW`` distances at once) with
-    the same result.
+    Exactly the official choice: the set that ``torch.topk(-distance, k,
+    dim=1)`` on CPU picks from the float32 distances to all tokens,
+    ``sqrt(dy**2 + dx**2)`` from integer differences, which also decides
+    which of several tied tokens get in.
+
+    When ``k * 64 <= height * width``, CPU topk scans the row in token
+    order keeping a heap of ``k`` and admits a token only if it is strictly
+    nearer than the farthest one kept. Let ``d*`` be the ``k``-th smallest
+    distance and ``S`` the tokens at most ``d*`` away. Until the ``k``-th
+    token of ``S`` in scan order, the heap holds a token farther than
+    ``d*``, so every token of ``S`` met gets in; after it, tokens at ``d*``
+    are refused, and a token nearer than ``d*`` evicts a tied one that the
+    layout of the heap (its whole history) picks. So where no token nearer
+    than ``d*`` follows the ``k``-th token of ``S``, the choice is the first
+    ``k`` tokens of ``S`` in scan order, which a stable sort of the
+    distances in scan order puts first; a square around the point holds
+    them all (:func:`_choose_in_squares`), so the cost follows ``k``, not
+    the map. The other points, and all points when ``k * 64 > height *
+    width`` (``std::nth_element``, whose ties follow no simple rule; the
+    rows are short then), take CPU topk over all tokens. At ``k = 128``
+    those are a few windows near the edges; at ``k = 16`` or ``64`` the
+    heap's history breaks the ties of most windows.
     """
+    if k * _HEAP_RATIO <= height * width:
+        index, exact = _choose_in_squares(rows, cols, height, width, k)
+        others = (~exact).nonzero()[:, 0]
+    else:
+        index = rows.new_empty(rows.numel(), k)
+        others = torch.arange(rows.numel(), device=rows.device)
+    if others.numel():
+        index[others] = _topk_over_all_tokens(rows[others].cpu(),
+                                              cols[others].cpu(), height,
+                                              width, k).to(rows.device)
+    return index
+
+
+def _distance(dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Float32 length of integer offsets, computed as the official model
+    does. While ``dy**2 + dx**2 < 2**24`` the squares and the sum are exact
+    and the square root is correctly rounded: the same on every device."""
+    return torch.sqrt(dy.float()**2 + dx.float()**2)
+
+
+def _topk_over_all_tokens(rows: torch.Tensor, cols: torch.Tensor, height: int,
+                          width: int, k: int) -> torch.Tensor:
+    """The official selection for CPU points ``(n,)``: ``(n, k)`` indices
+    of ``torch.topk`` of minus the distances to all tokens. Topk treats
+    every row on its own, so the rows are computed a chunk at a time (never
+    ``n x HW`` distances at once) with the same result."""
     token_y = torch.arange(height).repeat_interleave(width)
     token_x = torch.arange(width).repeat(height)
     step = max(1, _DISTANCE_CHUNK // (height * width))
-    out = []
-    for start in range(0, rows.numel(), step):
-        dy = rows[start:start + step, None] - token_y[None]
-        dx = cols[start:start + step, None] - token_x[None]
-        dist = torch.sqrt(dy.float()**2 + dx.float()**2)
-        out.append(torch.topk(-dist, k, dim=1).indices)
-    return torch.cat(out)
+    return torch.cat([
+        torch.topk(
+            -_distance(y[:, None] - token_y, x[:, None] - token_x), k,
+            dim=1).indices for y, x in zip(rows.split(step), cols.split(step))
+    ])
+
+
+def _choose_in_squares(rows: torch.Tensor, cols: torch.Tensor, height: int,
+                       width: int,
+                       k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_first_in_scan_order` of the tokens in a square around each
+    point ``(n,)`` of the grid.
+
+    Every token outside the square of half-side ``r`` is at least ``r + 1``
+    away (the float32 square root is exact at squares and monotonic), so
+    once the ``k``-th smallest distance in the square is below ``r + 1``
+    the square holds every token at most ``d*`` away, in the scan order of
+    the whole map. ``r`` starts at the radius of a disc of ``k`` tokens and
+    doubles for the points whose square does not suffice (near the edges,
+    on narrow maps), at most until the square spans the map.
+
+    Returns:
+        tuple[Tensor]: ``(n, k)`` token indices and ``(n,)`` bool, true
+        where they are CPU topk's choice over the whole map.
+    """
+    device = rows.device
+    index = rows.new_empty(rows.numel(), k)
+    exact = torch.zeros(rows.numel(), dtype=torch.bool, device=device)
+    pending = torch.arange(rows.numel(), device=device)
+    radius = math.ceil(math.sqrt(k / math.pi))
+    while pending.numel():
+        half_h, half_w = min(radius, height - 1), min(radius, width - 1)
+        spans_map = half_h == height - 1 and half_w == width - 1
+        # Offsets of the square in scan order.
+        off_y = torch.arange(
+            -half_h, half_h + 1,
+            device=device).repeat_interleave(2 * half_w + 1)
+        off_x = torch.arange(
+            -half_w, half_w + 1, device=device).repeat(2 * half_h + 1)
+        if off_y.numel() >= k:
+            off_dist = _distance(off_y, off_x)
+            step = max(1, _DISTANCE_CHUNK // off_y.numel())
+            unsettled = []
+            for points in pending.split(step):
+                ty = rows[points, None] + off_y
+                tx = cols[points, None] + off_x
+                inside = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)
+                order, kth, first_exact = _first_in_scan_order(
+                    torch.where(inside, off_dist, torch.inf), k)
+                settled = (kth < radius + 1) | spans_map
+                index[points] = (ty * width + tx).gather(1, order)
+                exact[points] = settled & first_exact
+                unsettled.append(points[~settled])
+            pending = torch.cat(unsettled)
+        radius *= 2
+    return index, exact
+
+
+def _first_in_scan_order(
+        dist: torch.Tensor,
+        k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` smallest of each row of distances ``(n, M)`` given in scan
+    order, ties to the first in scan order, and whether CPU topk's heap
+    picks the same from any longer row (of at least ``64 * k``) holding
+    these in the same order and nothing nearer than their ``k``-th.
+
+    Returns:
+        tuple[Tensor]: ``(n, k)`` column indices, ``(n,)`` ``k``-th
+        smallest distance ``d*`` and ``(n,)`` bool, true where no distance
+        below ``d*`` follows the ``k``-th one at most ``d*`` in scan order
+        (see :func:`nearest_tokens`).
+    """
+    dist, order = dist.sort(dim=1, stable=True)
+    kth = dist[:, k - 1]
+    if dist.shape[1] == k:
+        return order, kth, torch.ones_like(kth, dtype=torch.bool)
+    # The k-th at most d* in scan order is the last chosen one; it follows
+    # every chosen one nearer than d* unless a tie is left out before one.
+    last_nearer = torch.where(dist[:, :k] < kth[:, None], order[:, :k],
+                              -1).amax(1)
+    exact = (dist[:, k] > kth) | (last_nearer < order[:, k])
+    return order[:, :k], kth, exact
 
 
 @torch.compiler.assume_constant_result
