@@ -10,6 +10,7 @@ count of entries bounds neither memory nor reuse. A new size costs one
 build per block kind and stage; :func:`clear_geometry_caches` frees
 everything, e.g. between experiments in one process.
 """
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, NamedTuple
 
@@ -38,6 +39,7 @@ class CacheInfo(NamedTuple):
     max_bytes: int
     hits: int
     misses: int
+    build_seconds: float  # spent building the missed entries
 
 
 class GeometryCache:
@@ -54,6 +56,7 @@ class GeometryCache:
         self._entries: 'OrderedDict[Hashable, Any]' = OrderedDict()
         self._sizes = {}
         self._bytes = self._hits = self._misses = 0
+        self._seconds = 0.
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """The value of ``key``, built by ``build()`` on a miss."""
@@ -62,10 +65,12 @@ class GeometryCache:
             self._entries.move_to_end(key)
             return self._entries[key]
         self._misses += 1
+        start = time.perf_counter()
         # Cached tensors built under inference_mode could never be saved
         # for a later backward: always build ordinary ones.
         with torch.inference_mode(False):
             value = build()
+        self._seconds += time.perf_counter() - start
         size = tensor_bytes(value)
         if size <= self.max_bytes:
             while self._entries and self._bytes + size > self.max_bytes:
@@ -80,11 +85,12 @@ class GeometryCache:
         self._entries.clear()
         self._sizes.clear()
         self._bytes = self._hits = self._misses = 0
+        self._seconds = 0.
 
     def info(self) -> CacheInfo:
         return CacheInfo(
             len(self._entries), self._bytes, self.max_bytes, self._hits,
-            self._misses)
+            self._misses, self._seconds)
 
 
 GEOMETRY_CACHE = GeometryCache()
@@ -96,5 +102,6 @@ def clear_geometry_caches() -> None:
 
 
 def geometry_cache_info() -> CacheInfo:
-    """Entries, bytes held, the bound, hits and misses of the cache."""
+    """Entries, bytes held, the bound, hits, misses and the seconds spent
+    building since the cache was last cleared."""
     return GEOMETRY_CACHE.info()
