@@ -55,11 +55,15 @@ class ExecutionPlan(NamedTuple):
             otherwise plain autograd over one chunk.
         crop_slots (bool): Rows of windows attend only the key slots on the
             pooled grid (Focal's slot groups).
+        fused_qkv (bool): One projection of the map with the whole ``qkv``
+            layer (and one of the pooled tokens), read through strided views,
+            instead of one per query, key and value part.
     """
     chunk_bytes: int
     training_chunk_bytes: int
     recompute_backward: bool
     crop_slots: bool
+    fused_qkv: bool
 
     def windows_per_chunk(self, channels: int, heads: int, queries: int,
                           keys: int, element_size: int) -> int:
@@ -79,7 +83,8 @@ CPU_PLAN = ExecutionPlan(
     chunk_bytes=CPU_CHUNK_BYTES,
     training_chunk_bytes=CPU_TRAINING_CHUNK_BYTES,
     recompute_backward=True,
-    crop_slots=True)
+    crop_slots=True,
+    fused_qkv=False)
 
 
 @lru_cache(maxsize=None)
@@ -90,7 +95,8 @@ def cuda_plan(total_memory: int) -> ExecutionPlan:
         chunk_bytes=budget,
         training_chunk_bytes=budget,
         recompute_backward=False,
-        crop_slots=False)
+        crop_slots=False,
+        fused_qkv=True)
 
 
 @lru_cache(maxsize=None)

@@ -3,7 +3,7 @@
 checks, the padded and shifted map, the projection of its tokens and pooled
 tokens into query, key and value tables, the output projection, and the
 choice of how the attention runs (execution plan, implementation)."""
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -74,6 +74,7 @@ def unshift_and_crop(x: Tensor, shift: int, height: int, width: int) -> Tensor:
 class TokenTables(NamedTuple):
     """The projected tokens of one call, as rows of tables (``C`` channels,
     heads side by side)."""
+    # Rows of (strided) tables: the plan may project q, k and v at once.
     queries: Tensor  # (B * Hp * Wp, C): the padded, shifted map
     keys: Tensor  # (B * T, C): the map, pooled levels, [zero row]
     values: Tensor  # (B * T, C)
@@ -173,28 +174,58 @@ class WindowAttentionBase(BaseModule):
         B, C = x.shape[0], self.embed_dims
         x = pad_and_shift(x, self.window_size, shift)
         Hp, Wp = x.shape[1:3]
+        fine = x.reshape(B, Hp * Wp, C)
+        pooled = pooled_tokens(x, self.pool_method, self.pool_layers,
+                               self.window_size, pooled_sizes)
+        fused = self.attn_impl != 'triton' and self.plan(x.device).fused_qkv
+        project = self._project_fused if fused else self._project_parts
+        queries, keys, values = project(fine, pooled, zero_row)
+        return TokenTables(
+            queries=queries,
+            keys=keys,
+            values=values,
+            padded_size=(Hp, Wp),
+            shift=shift,
+            tokens_per_image=keys.shape[0] // B)
+
+    def _project_parts(self, fine: Tensor, pooled: List[Tensor],
+                       zero_row: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        """Query, key and value tables, one projection each."""
+        C = self.embed_dims
         weight, bias = self.qkv.weight, self.qkv.bias
         q_w, k_w, v_w = weight[:C], weight[C:2 * C], weight[2 * C:]
         q_b, k_b, v_b = (None, ) * 3 if bias is None else \
             (bias[:C], bias[C:2 * C], bias[2 * C:])
-        fine = x.reshape(B, Hp * Wp, C)
-        tokens = [fine] + pooled_tokens(x, self.pool_method, self.pool_layers,
-                                        self.window_size, pooled_sizes)
+        tokens = [fine] + pooled
         if zero_row:
-            tokens.append(x.new_zeros(B, 1, C))
+            tokens.append(fine.new_zeros(fine.shape[0], 1, C))
         tokens = torch.cat(tokens, dim=1) if len(tokens) > 1 else fine
         keys, values = F.linear(tokens, k_w, k_b), F.linear(tokens, v_w, v_b)
         if zero_row:
+            # Zero key and value (the official code pads after projecting):
+            # a row more in the products costs less than copying the tables.
             keys[:, -1] = 0
             values[:, -1] = 0
         queries = F.linear(fine, q_w, q_b)
-        return TokenTables(
-            queries=queries.view(B * Hp * Wp, C),
-            keys=keys.view(-1, C),
-            values=values.view(-1, C),
-            padded_size=(Hp, Wp),
-            shift=shift,
-            tokens_per_image=keys.shape[1])
+        return (queries.view(-1, C), keys.view(-1, C), values.view(-1, C))
+
+    def _project_fused(self, fine: Tensor, pooled: List[Tensor],
+                       zero_row: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        """The same tables as strided views: the map through the whole
+        ``qkv`` layer, the pooled tokens likewise (their queries unused)."""
+        B, C = fine.shape[0], self.embed_dims
+        # Splits, not slices: their backward is one concatenation.
+        queries, key_values = self.qkv(fine).split([C, 2 * C], -1)
+        key_values = [key_values]
+        if pooled:
+            pooled = torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]
+            key_values.append(self.qkv(pooled).split([C, 2 * C], -1)[1])
+        if zero_row:
+            key_values.append(fine.new_zeros(B, 1, 2 * C))
+        key_values = torch.cat(key_values, dim=1) if len(key_values) > 1 \
+            else key_values[0]
+        keys, values = key_values.reshape(-1, 2 * C).split(C, 1)
+        return queries.reshape(-1, C), keys, values
 
     def output(self, rows: Tensor, tables: TokenTables, height: int,
                width: int) -> Tensor:

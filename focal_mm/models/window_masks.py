@@ -49,7 +49,7 @@ class WindowMasks(NamedTuple):
     def _add_region(self, logits: Tensor, chunk: Chunk) -> Tensor:
         if self.region is not None:
             region = self.region[chunk.start:chunk.stop, None]
-            logits[..., :region.shape[-1]] += region
+            logits[..., :region.shape[-1]].add_(region)
         return logits
 
 
