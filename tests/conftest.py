@@ -14,6 +14,12 @@ Two sets of reference outputs of the official models exist for each family
 
 Missing data is never a skip: a case or file that cannot be found fails the
 test that asked for it, saying what is missing.
+
+Tests marked ``gpu`` need a CUDA device: ``pytest.ini`` deselects them
+(the summary counts them as deselected); ``pytest -m gpu`` runs them on a
+GPU machine. Without a GPU, Triton kernels run in Triton's interpreter on
+CPU tensors, which must be chosen before Triton is first imported
+(importing focal_mm imports it).
 """
 import ast
 import json
@@ -23,7 +29,11 @@ from typing import Dict, List
 
 import pytest
 import torch
-from reference_cases import COMPACT_CASES, FULL_CASES
+
+if not torch.cuda.is_available():
+    os.environ.setdefault('TRITON_INTERPRET', '1')
+
+from reference_cases import COMPACT_CASES, FULL_CASES  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPACT_ROOT = REPO_ROOT / 'tests' / 'data' / 'reference'
@@ -89,6 +99,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers',
         'slow: full-size models or training loops (still run in CI)')
+    config.addinivalue_line(
+        'markers', 'gpu: needs a CUDA device (deselected unless -m gpu)')
 
 
 def pytest_report_header(config):

@@ -1,14 +1,34 @@
-"""bfloat16 autocast on CPU: the reference models stay finite, their logits
-within 1e-2 relative of float32 (2e-2 for Focal-fast) and their stage
-features within 2e-2 (bf16 keeps 8 bits of mantissa; the 12-block cases
-reach about 1e-2 in the last stage's raw, un-normalised features; the
-official Focal-fast model itself gives 1.6e-2 on v2_level1_224 under bf16)."""
+"""Mixed precision on CPU autocast (mmdet's AmpOptimWrapper autocasts the
+same way on GPUs).
+
+Inference, bfloat16, every reference case: the models stay finite, their
+logits within 1e-2 relative of float32 (2e-2 for Focal-fast) and their
+stage features within 2e-2 (bf16 keeps 8 bits of mantissa; the 12-block
+cases reach about 1e-2 in the last stage's raw, un-normalised features;
+the official Focal-fast model itself gives 1.6e-2 on v2_level1_224 under
+bf16).
+
+Training, bfloat16 and float16, the compact cases, with the CPU plan and
+the CUDA plan: logits, the input gradient and all parameter gradients
+together (one vector) within 2e-2 (bf16) and 4e-3 (fp16) of float32, and
+every gradient finite. Single small tensors can be further off: gradients
+that are sums of cancelling terms (the bias MLPs' and position tables',
+whose norms are 1e-5 of the terms) keep the terms' absolute error. The
+masks (-100) and Focal's merged log-sum-exp biases stay in float32 until
+they are added to the logits, so neither overflows nor loses the merge.
+"""
 import pytest
 import torch
 
+from focal_mm.models import forced_plan
+from focal_mm.models.execution_plan import CPU_PLAN, cuda_plan
 from test_official_equivalence import (CASES, build_official_equivalent,
                                        rel_err, run_with_stages)
 from conftest import load_case
+
+COMPACT = [c for c in CASES if c.values[1].startswith('compact/')]
+TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+PLANS = {'cpu_plan': CPU_PLAN, 'cuda_plan': cuda_plan(80 * 2**30)}
 
 
 @pytest.mark.parametrize('family, case_id', CASES)
@@ -26,3 +46,39 @@ def test_bf16_autocast_close_to_float32(family, case_id):
     for s, r in zip(stages, ref_stages):
         assert torch.isfinite(s).all()
         assert rel_err(s.float(), r) < 2e-2
+
+
+def training_step(model, images, dtype):
+    """Logits and the gradients of the input and of every parameter of a
+    random projection of the logits, under autocast to ``dtype``."""
+    images = images.clone().requires_grad_(True)
+    with torch.autocast('cpu', dtype=dtype, enabled=dtype != torch.float32):
+        logits, _ = run_with_stages(model, images)
+    torch.manual_seed(0)
+    logits = logits.float()
+    loss = (logits * torch.randn_like(logits)).sum()
+    grads = torch.autograd.grad(loss, [images] + list(model.parameters()))
+    return logits.detach(), grads[0], torch.cat(
+        [g.flatten() for g in grads[1:]])
+
+
+@pytest.mark.parametrize('plan', PLANS)
+@pytest.mark.parametrize('dtype', TOLERANCE, ids=str)
+@pytest.mark.parametrize('family, case_id', COMPACT)
+def test_autocast_training_close_to_float32(family, case_id, dtype, plan):
+    case = load_case(case_id, family)
+    model = build_official_equivalent(case, family).float().train()
+    with forced_plan(PLANS[plan]):
+        ref = training_step(model, case['input'], torch.float32)
+        out = training_step(model, case['input'], dtype)
+    for o, r in zip(out, ref):
+        assert torch.isfinite(o).all()
+        assert rel_err(o, r) < TOLERANCE[dtype]
+
+
+def test_position_bias_stays_float32_under_autocast():
+    from focal_mm import FocalAttention
+    attn = FocalAttention(32, 2, expand_size=3, shift_size=3)
+    with torch.autocast('cpu', dtype=torch.float16):
+        bias = attn.position_bias(expanded=True)
+    assert bias.dtype == torch.float32

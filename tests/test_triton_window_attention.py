@@ -5,11 +5,8 @@ and torch.export, its input checks, and its ONNX translation in ONNX
 Runtime; and the compiled kernels built for sm_90 without a GPU.
 
 Without a CUDA device the kernels run on CPU tensors in Triton's
-interpreter, which needs ``TRITON_INTERPRET=1`` before Triton is first
-imported (importing focal_mm does, through torch._dynamo): this module sets
-it when it is the first to import focal_mm; in a session of several test
-files the variable must be in the environment already (or set by
-conftest.py). With a CUDA device the same tests run the compiled kernels
+interpreter (``TRITON_INTERPRET=1``, set by conftest.py before Triton is
+first imported). With a CUDA device the same tests run the compiled kernels
 on it. Tests marked ``gpu`` need the device.
 """
 import importlib
@@ -23,13 +20,11 @@ import pytest
 import torch
 from torch import Tensor
 
-DEVICE = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-if DEVICE.type == 'cpu':
-    os.environ.setdefault('TRITON_INTERPRET', '1')
+from focal_mm.models import window_attention_op as op
+from focal_mm.models.window_attention_op import (triton_unavailable_reason,
+                                                 triton_window_attention)
 
-from focal_mm.models import window_attention_op as op  # noqa: E402
-from focal_mm.models.window_attention_op import (  # noqa: E402
-    triton_unavailable_reason, triton_window_attention)
+DEVICE = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
 @pytest.fixture(scope='module', autouse=True)

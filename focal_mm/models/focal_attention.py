@@ -12,7 +12,6 @@ from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
                              focal_window_rows, num_expanded_keys,
                              pooled_extent, relative_position_index)
 from .focal_pooling import centre_start
-from .window_attention import attend_windows
 from .window_attention_base import (TokenTables, WindowAttentionBase,
                                     check_map, fits_one_window)
 from .window_chunks import Chunk, window_chunks
@@ -24,7 +23,7 @@ class _Call(NamedTuple):
     tables: TokenTables
     geom: FocalGeometry
     rows: WindowRows
-    bias: torch.Tensor  # (1, heads, w * w, N) position bias
+    bias: torch.Tensor  # (1, heads, w * w, N) position bias, float32
 
 
 class MergedPositionBias(torch.autograd.Function):
@@ -261,10 +260,7 @@ class FocalAttention(WindowAttentionBase):
         chunks = list(
             window_chunks(num_windows, num_windows // x.shape[0], chunk,
                           call.geom.slot_groups))
-        out = attend_windows(t.queries, t.keys, t.values, rows.query_rows,
-                             rows.key_rows, call.bias, rows.masks,
-                             self.num_heads, self.scale, chunks,
-                             self.attn_drop_rate, self.training, plan)
+        out = self.attend(t, rows, call.bias, chunks, plan)
         return self.output(out, t, x.shape[1], x.shape[2])
 
     def _call(self, x: torch.Tensor) -> _Call:
@@ -281,12 +277,11 @@ class FocalAttention(WindowAttentionBase):
         geom = focal_geometry(*geom_args)
         tables = self.project(x, geom.pooled_sizes, geom_args[4],
                               geom.key_mask is not None)
-        bias = self.position_bias(expand > 0).unsqueeze(0)
         return _Call(
             tables=tables,
             geom=geom,
             rows=focal_window_rows(geom_args, B, tables.keys.dtype),
-            bias=bias.to(tables.queries.dtype))
+            bias=self.position_bias(expand > 0).unsqueeze(0))
 
     @torch.no_grad()
     def query_attention(self, x: torch.Tensor, y: int, x_pos: int) -> dict:
@@ -312,7 +307,8 @@ class FocalAttention(WindowAttentionBase):
         k = gather_windows(t.keys, call.rows.key_rows[window], 1,
                            self.num_heads)
         logits = self.scale * torch.einsum('hd,hnd->hn', q[0, :, row], k[0])
-        bias = call.rows.masks.with_bias(call.bias, Chunk(window, window + 1))
+        bias = call.rows.masks.with_bias(
+            call.bias.to(t.queries.dtype), Chunk(window, window + 1))
         logits = logits + bias[0, :, row]
         slots = geom.key_index[window]
 

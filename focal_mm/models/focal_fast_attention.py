@@ -9,7 +9,6 @@ from mmengine.registry import MODELS
 
 from .focal_fast_geometry import (FastGeometry, fast_window_rows,
                                   focal_fast_geometry)
-from .window_attention import attend_windows
 from .window_attention_base import WindowAttentionBase, check_map
 from .window_chunks import run_chunks
 
@@ -159,21 +158,8 @@ class FocalFastAttention(WindowAttentionBase):
         chunk = plan.windows_per_chunk(C, self.num_heads, w * w,
                                        geom.key_index.shape[1],
                                        t.keys.element_size())
-        out = attend_windows(
-            t.queries,
-            t.keys,
-            t.values,
-            rows.query_rows,
-            rows.key_rows,
-            self.bias_table(geom).to(t.queries.dtype),
-            rows.masks,
-            self.num_heads,
-            self.scale,
-            run_chunks(geom.runs, B, chunk),
-            self.attn_drop_rate,
-            self.training,
-            plan,
-            bias_index=rows.bias_index)
+        out = self.attend(t, rows, self.bias_table(geom),
+                          run_chunks(geom.runs, B, chunk), plan)
         return self.output(out, t, H, W)
 
     def _family_repr(self) -> dict:

@@ -14,6 +14,11 @@ from torch import Tensor
 from .execution_plan import ExecutionPlan, check_chunk_bytes, execution_plan
 from .focal_pooling import (build_pool_layers, check_pool_method,
                             check_pooled_window, pooled_tokens)
+from .window_attention import attend_windows
+from .window_attention_op import (triton_unavailable_reason,
+                                  triton_window_attention)
+from .window_chunks import Chunks
+from .window_rows import WindowRows
 
 # 'auto': the execution plan of the device (see execution_plan.py); the
 # Triton kernel is chosen only by 'triton' until it has been measured on a
@@ -137,6 +142,10 @@ class WindowAttentionBase(BaseModule):
         self.attn_drop_rate = attn_drop_rate
         self.attn_chunk_bytes = check_chunk_bytes(attn_chunk_bytes)
         self.attn_impl = check_attn_impl(attn_impl)
+        if attn_impl == 'triton' and attn_drop_rate > 0:
+            raise ValueError("attn_impl='triton' has no attention dropout: "
+                             'use attn_drop_rate=0 (as every released '
+                             "model does) or attn_impl='auto'")
         self._layer_args = (qkv_bias, proj_drop_rate)
 
     def build_layers(self) -> None:
@@ -226,6 +235,30 @@ class WindowAttentionBase(BaseModule):
             else key_values[0]
         keys, values = key_values.reshape(-1, 2 * C).split(C, 1)
         return queries.reshape(-1, C), keys, values
+
+    def attend(self, tables: TokenTables, rows: WindowRows, bias: Tensor,
+               chunks: Chunks, plan: ExecutionPlan) -> Tensor:
+        """The attention of every window, as rows of the query table, by
+        the implementation of ``attn_impl``. ``bias``: ``(1, heads, L, N)``
+        shared by every window, or a ``(heads, L, D)`` table read through
+        ``rows.bias_index``; float32 (cast here where the path needs the
+        tables' dtype)."""
+        if self.attn_impl == 'triton':
+            reason = triton_unavailable_reason(tables.queries.device)
+            if reason is not None:
+                raise ValueError(f"attn_impl='triton' cannot run on "
+                                 f'{tables.queries.device}: {reason}')
+            return triton_window_attention(
+                tables.queries, tables.keys, tables.values, rows.query_rows,
+                rows.key_rows, bias[0] if rows.bias_index is None else bias,
+                rows.bias_index, rows.masks.key, rows.masks.region,
+                self.scale)
+        return attend_windows(tables.queries, tables.keys, tables.values,
+                              rows.query_rows, rows.key_rows,
+                              bias.to(tables.queries.dtype), rows.masks,
+                              self.num_heads, self.scale, chunks,
+                              self.attn_drop_rate, self.training, plan,
+                              rows.bias_index)
 
     def output(self, rows: Tensor, tables: TokenTables, height: int,
                width: int) -> Tensor:

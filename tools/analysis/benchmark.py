@@ -45,6 +45,8 @@ import torch
 from detector_cases import (DETECTOR_CONFIGS, build_detector, detector_batch,
                             detector_step)
 from get_flops import TensorForward, data_samples, flop_analyzer
+from multiscale_training import multiscale_rows
+from operation_counts import count_rows
 
 from focal_mm.timing import paired_seconds, ratio_spread
 
@@ -56,7 +58,24 @@ ARCHS = {
     dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
 }
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-FOCAL_MODELS = {'focal': 'Focal', 'focal_fast': 'Focal-fast'}
+# Model name: (family, attention implementation, name in tables).
+FOCAL_MODELS = {
+    'focal': ('focal', 'auto', 'Focal'),
+    'focal_fast': ('focal_fast', 'auto', 'Focal-fast'),
+    'focal_triton': ('focal', 'triton', 'Focal'),
+    'focal_fast_triton': ('focal_fast', 'triton', 'Focal-fast'),
+}
+# The CUDA plan that --count-ops --plan cuda forces: an 80 GB device.
+COUNT_DEVICE_MEMORY = 80 * 2**30
+
+
+def label(model: str, arch: str) -> str:
+    """``Focal-T``, ``Focal-fast-T (Triton)``, ``Swin-T``..."""
+    if model == 'swin':
+        return f'Swin-{arch[0].upper()}'
+    _, attn_impl, name = FOCAL_MODELS[model]
+    suffix = ' (Triton)' if attn_impl == 'triton' else ''
+    return f'{name}-{arch[0].upper()}{suffix}'
 
 
 def build(model: str, arch: str, size: tuple):
@@ -64,13 +83,29 @@ def build(model: str, arch: str, size: tuple):
     the official geometry for ``size``, or Swin-{arch}."""
     if model in FOCAL_MODELS:
         from focal_mm import FocalFastTransformer, FocalTransformer
-        if model == 'focal':
+        family, attn_impl, _ = FOCAL_MODELS[model]
+        if family == 'focal':
             return FocalTransformer(
-                arch=arch, img_size=size, drop_path_rate=0.)
+                arch=arch,
+                img_size=size,
+                drop_path_rate=0.,
+                attn_impl=attn_impl)
         return FocalFastTransformer(
-            arch=arch, img_size=size, use_conv_embed=True, drop_path_rate=0.)
+            arch=arch,
+            img_size=size,
+            use_conv_embed=True,
+            drop_path_rate=0.,
+            attn_impl=attn_impl)
     from mmdet.models.backbones import SwinTransformer
     return SwinTransformer(drop_path_rate=0., **ARCHS[arch])
+
+
+def family_and_impl(model: str):
+    """``(config model name, attn_impl)`` of a model name."""
+    if model == 'swin':
+        return 'swin', 'auto'
+    family, attn_impl, _ = FOCAL_MODELS[model]
+    return family, attn_impl
 
 
 def cases(device: str, detector_size=(640, 800)):
@@ -96,7 +131,9 @@ def cases(device: str, detector_size=(640, 800)):
     # Focal backbones exported to ONNX, in ONNX Runtime against PyTorch
     # eager (no Swin): see onnx_rows.
     onnx = {'onnx_infer_224': dict(size=(224, 224), batch=1, onnx=True)}
-    return {**backbone, **detector, **onnx}
+    # Training steps on the sizes of the 3x recipe: multiscale_training.py.
+    multiscale = {'ms_train': dict(multiscale=True)}
+    return {**backbone, **detector, **onnx, **multiscale}
 
 
 def autocast_for(dtype, device):
@@ -126,7 +163,8 @@ def make_step(name, arch, case, dtype, device, compile_backbone=False):
     step, a callable that runs it once."""
     autocast = autocast_for(dtype, device)
     if 'detector' in case:
-        net = build_detector(case['detector'], name).to(device)
+        net = build_detector(case['detector'],
+                             *family_and_impl(name)).to(device)
         if compile_backbone:
             net.backbone = torch.compile(net.backbone)
         batch = detector_batch(case['batch'], case['size'], device)
@@ -145,7 +183,7 @@ def forward_flops(name: str, arch: str, size: tuple, detector=None) -> int:
     ``detector`` with that backbone, in tensor mode) on one ``size`` image,
     on the CPU."""
     if detector:
-        model = build_detector(detector, name)
+        model = build_detector(detector, family_and_impl(name)[0])
         model.eval()
         model = TensorForward(model, data_samples('mmdet', size))
     else:
@@ -155,9 +193,11 @@ def forward_flops(name: str, arch: str, size: tuple, detector=None) -> int:
 
 
 def flops_ratio(name: str, arch: str, case: dict) -> float:
-    """Swin's FLOPs over those of model ``name`` in ``case``."""
+    """Swin's FLOPs over those of model ``name`` in ``case`` (counted on the
+    default attention of its family: the kernels do the same arithmetic)."""
     key = (arch, case['size'], case.get('detector'))
-    return forward_flops('swin', *key) / forward_flops(name, *key)
+    return forward_flops('swin', *key) / forward_flops(
+        family_and_impl(name)[0], *key)
 
 
 def sync(device):
@@ -295,16 +335,17 @@ def parse_args(argv=None):
     parser.add_argument(
         '--models',
         nargs='+',
-        default=list(FOCAL_MODELS),
+        default=None,
         choices=list(FOCAL_MODELS),
-        help='the Focal families to time against Swin (default: both)')
+        help='the Focal models to time against Swin (default: both '
+        'families; on CUDA also with attn_impl="triton")')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES))
     parser.add_argument(
         '--cases',
         nargs='+',
         default=None,
-        help='subset of the cases (default: all)')
+        help='subset of the cases (default: all but ms_train)')
     parser.add_argument(
         '--det-size',
         type=int,
@@ -319,6 +360,29 @@ def parse_args(argv=None):
         '--compile',
         action='store_true',
         help='torch.compile every backbone (Swin included)')
+    parser.add_argument(
+        '--ms-batches',
+        type=int,
+        default=12,
+        help='batches of the ms_train case (default: 12)')
+    parser.add_argument(
+        '--count-ops',
+        action='store_true',
+        help='instead of timing, count the operations of the detection '
+        'backbones per inference forward and training step')
+    parser.add_argument(
+        '--plan',
+        default='device',
+        choices=('device', 'cpu', 'cuda'),
+        help="the execution plan of --count-ops: the device's own, or "
+        'another forced (cuda: that of an 80 GB GPU)')
+    parser.add_argument(
+        '--count-size',
+        type=int,
+        nargs=2,
+        default=(800, 1344),
+        metavar=('H', 'W'),
+        help='image size of --count-ops, batch 2 (default: 800 1344)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument(
         '--profile',
@@ -330,13 +394,20 @@ def parse_args(argv=None):
         choices=list(FOCAL_MODELS) + ['swin'],
         help=argparse.SUPPRESS)
     parser.add_argument('--case', help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = list(FOCAL_MODELS) if args.device.startswith('cuda') \
+            else ['focal', 'focal_fast']
+    return args
 
 
 def cannot_run(case, args):
     """Why ``case`` cannot run with these arguments (None if it can)."""
     if case.get('onnx') and args.device != 'cpu':
         return 'ONNX Runtime runs on the CPU here'
+    if case.get('onnx') and any(
+            family_and_impl(m)[1] == 'triton' for m in args.models):
+        return 'the Triton kernels have no ONNX Runtime translation here'
     if 'detector' in case and args.arch != 'tiny':
         return 'detector cases exist for --arch tiny only (the configs)'
     if 'detector' in case and args.dtype != 'fp32' \
@@ -366,7 +437,7 @@ def onnx_rows(args, case_name, case):
         rows.append(
             dict(
                 case=case_name,
-                model=f'{FOCAL_MODELS[name]}-{args.arch[0].upper()}',
+                model=label(name, args.arch),
                 batch=case['batch'],
                 torch_img_s=case['batch'] / speed.torch_s,
                 onnx_img_s=case['batch'] / speed.onnx_s,
@@ -377,64 +448,39 @@ def onnx_rows(args, case_name, case):
     return rows
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.child:
-        return child(args)
-    all_cases = cases(args.device, args.det_size)
-    unknown = sorted(set(args.cases or ()) - set(all_cases))
-    if unknown:
-        raise SystemExit(f'unknown cases {unknown}; the cases are '
-                         f'{list(all_cases)}')
-    if args.profile:
-        os.makedirs(args.profile, exist_ok=True)
-    results = []
-    onnx_results = []
-    if args.cases:
-        for name in args.cases:
-            reason = cannot_run(all_cases[name], args)
-            if reason:
-                raise SystemExit(f'{name}: {reason}')
-    for name in args.cases or [
-            name
-            for name, case in all_cases.items() if not cannot_run(case, args)
-    ]:
-        case = all_cases[name]
-        if case.get('onnx'):
-            onnx_results += onnx_rows(args, name, case)
-            continue
-        times = time_models(args.models + ['swin'], args.arch, case,
-                            DTYPES[args.dtype], args.device, args.warmup,
-                            args.repeats, args.compile, args.profile
-                            and os.path.join(args.profile, name))
-        swin_median = statistics.median(times['swin'])
-        swin_peak = None if args.no_memory else peak_memory_mb(
-            'swin', args, name)
-        for model in args.models:
-            # Each Focal step against the Swin step of the same repeat, so
-            # that a slow spell of the machine hits both sides of a ratio.
-            low, mid, high = ratio_spread(times['swin'], times[model])
-            row = dict(
-                case=name,
-                model=f'{FOCAL_MODELS[model]}-{args.arch[0].upper()}',
-                batch=case['batch'],
-                focal_img_s=case['batch'] / statistics.median(times[model]),
-                swin_img_s=case['batch'] / swin_median,
-                ratio=mid,
-                ratio_min=low,
-                ratio_max=high,
-                flops_ratio=flops_ratio(model, args.arch, case))
-            if swin_peak is not None:
-                row['focal_peak_mb'] = peak_memory_mb(model, args, name)
-                row['swin_peak_mb'] = swin_peak
-                row['memory_ratio'] = row['focal_peak_mb'] / swin_peak
-            results.append(row)
-            print(json.dumps(row), file=sys.stderr)
-    header = (f'Focal models vs Swin-{args.arch[0].upper()}, '
-              f'{args.device}, {args.dtype}'
-              f'{", compiled backbones" if args.compile else ""}, '
-              f'{torch.get_num_threads()} threads, median of {args.repeats} '
-              'paired repeats')
+def timed_rows(args, name, case):
+    """The rows of one timed case: each Focal model against Swin."""
+    times = time_models(args.models + ['swin'], args.arch, case,
+                        DTYPES[args.dtype], args.device, args.warmup,
+                        args.repeats, args.compile, args.profile
+                        and os.path.join(args.profile, name))
+    swin_median = statistics.median(times['swin'])
+    swin_peak = None if args.no_memory else peak_memory_mb('swin', args, name)
+    rows = []
+    for model in args.models:
+        # Each Focal step against the Swin step of the same repeat, so
+        # that a slow spell of the machine hits both sides of a ratio.
+        low, mid, high = ratio_spread(times['swin'], times[model])
+        row = dict(
+            case=name,
+            model=label(model, args.arch),
+            batch=case['batch'],
+            focal_img_s=case['batch'] / statistics.median(times[model]),
+            swin_img_s=case['batch'] / swin_median,
+            ratio=mid,
+            ratio_min=low,
+            ratio_max=high,
+            flops_ratio=flops_ratio(model, args.arch, case))
+        if swin_peak is not None:
+            row['focal_peak_mb'] = peak_memory_mb(model, args, name)
+            row['swin_peak_mb'] = swin_peak
+            row['memory_ratio'] = row['focal_peak_mb'] / swin_peak
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def print_timed(header, results):
     print(header)
     print('| case | model | batch | img/s | Swin img/s | ratio (min / median'
           ' / max) | FLOPs ratio | peak MB | Swin peak MB | memory ratio |')
@@ -447,24 +493,123 @@ def main(argv=None):
               f"{r['focal_img_s']:.2f} | {r['swin_img_s']:.2f} | "
               f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
               f"{r['ratio_max']:.2f} | {r['flops_ratio']:.2f} | {mem} |")
-    if onnx_results:
-        print(f'\nFocal backbones in ONNX Runtime (CPU) vs PyTorch eager, '
-              f'{torch.get_num_threads()} threads, median of {args.repeats} '
-              'paired repeats')
-        print('| case | model | batch | PyTorch img/s | ONNX Runtime img/s | '
-              'ratio ORT vs eager (min / median / max) |')
-        print('| --- | --- | --- | --- | --- | --- |')
-        for r in onnx_results:
-            print(f"| {r['case']} | {r['model']} | {r['batch']} | "
-                  f"{r['torch_img_s']:.2f} | {r['onnx_img_s']:.2f} | "
-                  f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
-                  f"{r['ratio_max']:.2f} |")
+
+
+def print_onnx(args, results):
+    print(f'\nFocal backbones in ONNX Runtime (CPU) vs PyTorch eager, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats} '
+          'paired repeats')
+    print('| case | model | batch | PyTorch img/s | ONNX Runtime img/s | '
+          'ratio ORT vs eager (min / median / max) |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for r in results:
+        print(f"| {r['case']} | {r['model']} | {r['batch']} | "
+              f"{r['torch_img_s']:.2f} | {r['onnx_img_s']:.2f} | "
+              f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
+              f"{r['ratio_max']:.2f} |")
+
+
+def multiscale_case(args):
+    """The ms_train rows (see multiscale_training.py), printed."""
+    autocast = autocast_for(DTYPES[args.dtype], args.device) or nullcontext()
+    rows = multiscale_rows(args.models, family_and_impl, args.ms_batches, 2,
+                           args.device, autocast, partial(sync, args.device))
+    print(f'\nMulti-scale training (ms_train): backbone training steps on '
+          f'{args.ms_batches} batches of 2 drawn from the 3x pipeline, '
+          f'{args.device}, {args.dtype}, {torch.get_num_threads()} threads')
+    print('| model | ratio, new sizes | ratio, cached sizes | difference | '
+          'geometry per new size (median / max) | share of the step '
+          '(median / max) |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for r in rows:
+        r['model'] = label(r['model'], args.arch)
+        print(f"| {r['model']} | {r['cold_ratio']:.3f} | "
+              f"{r['warm_ratio']:.3f} | "
+              f"{r['warm_ratio'] - r['cold_ratio']:+.3f} | "
+              f"{r['geometry_s'] * 1e3:.0f} / {r['geometry_max_s'] * 1e3:.0f}"
+              f" ms | {r['geometry_share']:.1%} / "
+              f"{r['geometry_share_max']:.1%} |")
+    return rows
+
+
+def count_case(args):
+    """The --count-ops table."""
+    rows = count_rows(args.models, family_and_impl, tuple(args.count_size), 2,
+                      args.plan, args.device, COUNT_DEVICE_MEMORY)
+    print(f'Operations (ATen calls reaching the backend, views and '
+          f'allocations left out) of the Mask R-CNN detection backbones, '
+          f'batch 2 of {args.count_size[0]}x{args.count_size[1]}, '
+          f'{args.plan} plan, {args.device}')
+    print('| model | plan | inference forward | vs Swin | training step | '
+          'vs Swin |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for r in rows:
+        r['model'] = label(r['model'], args.arch)
+        print(f"| {r['model']} | {r['plan']} | {r['infer']} | "
+              f"{r['infer_ratio']:.2f} | {r['train']} | "
+              f"{r['train_ratio']:.2f} |")
+    return rows
+
+
+def selected_cases(args, all_cases):
+    """The names of the cases to run: those asked for (an error for one
+    that is unknown or cannot run), else every one that can run but
+    ms_train."""
+    unknown = sorted(set(args.cases or ()) - set(all_cases))
+    if unknown:
+        raise SystemExit(f'unknown cases {unknown}; the cases are '
+                         f'{list(all_cases)}')
+    if args.cases:
+        for name in args.cases:
+            reason = cannot_run(all_cases[name], args)
+            if reason:
+                raise SystemExit(f'{name}: {reason}')
+        return args.cases
+    return [
+        name for name, case in all_cases.items()
+        if not cannot_run(case, args) and not case.get('multiscale')
+    ]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.count_ops:
+        rows = count_case(args)
+        setting = f'operation counts, {args.plan} plan'
+    else:
+        rows, setting = run_cases(args)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(
-                dict(setting=header, results=results + onnx_results),
-                f,
-                indent=1)
+            json.dump(dict(setting=setting, results=rows), f, indent=1)
+
+
+def run_cases(args):
+    """Runs and prints the selected cases; their rows and the setting."""
+    all_cases = cases(args.device, args.det_size)
+    names = selected_cases(args, all_cases)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    timed, onnx, multiscale = [], [], []
+    for name in names:
+        case = all_cases[name]
+        if case.get('onnx'):
+            onnx += onnx_rows(args, name, case)
+        elif case.get('multiscale'):
+            multiscale += multiscale_case(args)
+        else:
+            timed += timed_rows(args, name, case)
+    header = (f'Focal models vs Swin-{args.arch[0].upper()}, '
+              f'{args.device}, {args.dtype}'
+              f'{", compiled backbones" if args.compile else ""}, '
+              f'{torch.get_num_threads()} threads, median of {args.repeats} '
+              'paired repeats')
+    if timed:
+        print_timed(header, timed)
+    if onnx:
+        print_onnx(args, onnx)
+    return timed + onnx + multiscale, header
 
 
 if __name__ == '__main__':

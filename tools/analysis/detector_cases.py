@@ -32,27 +32,51 @@ DETECTOR_CONFIGS: Dict[str, Dict[str, str]] = {
 }
 
 
-def build_detector(detector: str, model: str) -> torch.nn.Module:
-    """The ``detector`` of ``DETECTOR_CONFIGS`` with the ``model`` backbone
-    (random weights: the backbone's ``init_cfg`` is dropped)."""
+def detector_config(detector: str, model: str, attn_impl: str = 'auto'):
+    """The config of the ``detector`` of ``DETECTOR_CONFIGS`` with the
+    ``model`` backbone, whose ``init_cfg`` is dropped (random weights);
+    ``attn_impl`` for a Focal backbone."""
     from mmengine.config import Config
     from mmengine.hub import get_config
-    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
 
     import focal_mm  # noqa: F401  (registers the Focal backbones)
     path = DETECTOR_CONFIGS[detector][model]
     cfg = get_config(path) if '::' in path else Config.fromfile(path)
     init_default_scope('mmdet')
-    from mmdet.registry import MODELS
     cfg.model.backbone.init_cfg = None
+    if model != 'swin':
+        cfg.model.backbone.attn_impl = attn_impl
+    return cfg
+
+
+def build_backbone(detector: str, model: str,
+                   attn_impl: str = 'auto') -> torch.nn.Module:
+    """The backbone alone of :func:`build_detector`."""
+    from mmdet.registry import MODELS
+    cfg = detector_config(detector, model, attn_impl)
+    return initialised(MODELS.build(cfg.model.backbone))
+
+
+def build_detector(detector: str,
+                   model: str,
+                   attn_impl: str = 'auto') -> torch.nn.Module:
+    """The ``detector`` of ``DETECTOR_CONFIGS`` with the ``model`` backbone
+    (random weights) and its heads' score threshold at 0."""
+    from mmdet.registry import MODELS
+    cfg = detector_config(detector, model, attn_impl)
     test_cfg = cfg.model.test_cfg
     for head_cfg in (test_cfg.get('rcnn'), test_cfg):
         if head_cfg is not None and 'score_thr' in head_cfg:
             head_cfg.score_thr = 0.
-    net = MODELS.build(cfg.model)
-    # Without a log file, mmengine logs how every parameter was initialised
-    # (thousands of lines per detector); the benchmark needs none of them.
+    return initialised(MODELS.build(cfg.model))
+
+
+def initialised(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` after ``init_weights()``, without mmengine's log of how
+    every parameter was initialised (thousands of lines per detector when
+    there is no log file)."""
+    from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
