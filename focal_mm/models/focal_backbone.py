@@ -394,49 +394,56 @@ class FocalBackbone(BaseModule):
             attn_drop_rate=attn_drop_rate,
             attn_chunk_bytes=attn_chunk_bytes,
             attn_impl=attn_impl)
-        drop_paths = iter(
-            torch.linspace(0, drop_path_rate, sum(depths)).tolist())
-        self.stages = ModuleList()
-        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
-            dims = self.num_features[i]
-            # The official model builds a block whose training-size map fits
-            # in one window with that map's side as window, and no shift.
-            fits = stage_sizes is not None and fits_one_window(
-                *stage_sizes[i], window_size)
-            window = min(stage_sizes[i]) if fits else window_size
-            blocks = []
-            for j in range(depth):
-                attn_cfg = dict(
-                    window_size=window,
-                    shift_size=window_size // 2
-                    if use_shift and j % 2 and not fits else 0,
-                    focal_level=self.focal_levels[i],
-                    pool_method=focal_pool
-                    if i in self.focal_stages else 'none',
-                    **attn_args,
-                    **self._attention_cfg(i, j, fits))
-                blocks.append(
-                    FocalBlock(
-                        dims,
-                        heads,
-                        drop_path_rate=next(drop_paths),
-                        attn_cfg=attn_cfg,
-                        **block_args))
-            downsample = None
-            if i < self.num_stages - 1:
-                downsample = FocalPatchEmbed(
-                    dims,
-                    dims * 2,
-                    norm_cfg=norm_cfg,
-                    use_pre_norm=use_pre_norm,
-                    **down)
-            self.stages.append(FocalStage(blocks, downsample))
+        self.stages = self._build_stages(
+            depths, num_heads, stage_sizes, window_size, use_shift,
+            focal_pool, drop_path_rate, block_args, attn_args,
+            dict(norm_cfg=norm_cfg, use_pre_norm=use_pre_norm, **down))
 
         for i in self.out_indices:
             self.add_module(
                 f'norm{i}',
                 build_norm_layer(norm_cfg, self.num_features[i])[1])
         self._freeze_stages()
+
+    def _build_stages(self, depths: tuple, num_heads: tuple,
+                      stage_sizes: Optional[List[Tuple[int, int]]],
+                      window_size: int, use_shift: bool, focal_pool: str,
+                      drop_path_rate: float, block_args: dict,
+                      attn_args: dict, down: dict) -> ModuleList:
+        """The stages: blocks (arguments ``block_args``, attention arguments
+        ``attn_args`` and the family's) and the downsampling embedding
+        (``down``) after every stage but the last."""
+        drop_paths = iter(
+            torch.linspace(0, drop_path_rate, sum(depths)).tolist())
+        stages = ModuleList()
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            # The official model builds a block whose training-size map fits
+            # in one window with that map's side as window, and no shift.
+            fits = stage_sizes is not None and fits_one_window(
+                *stage_sizes[i], window_size)
+            attn_cfg = dict(
+                window_size=min(stage_sizes[i]) if fits else window_size,
+                focal_level=self.focal_levels[i],
+                pool_method=focal_pool if i in self.focal_stages else 'none',
+                **attn_args)
+            shift = window_size // 2 if use_shift and not fits else 0
+            blocks = [
+                FocalBlock(
+                    self.num_features[i],
+                    heads,
+                    drop_path_rate=next(drop_paths),
+                    attn_cfg=dict(
+                        attn_cfg,
+                        shift_size=shift if j % 2 else 0,
+                        **self._attention_cfg(i, j, fits)),
+                    **block_args) for j in range(depth)
+            ]
+            downsample = None
+            if i < self.num_stages - 1:
+                downsample = FocalPatchEmbed(self.num_features[i],
+                                             self.num_features[i] * 2, **down)
+            stages.append(FocalStage(blocks, downsample))
+        return stages
 
     def _check_args(self, depths: tuple, num_heads: tuple, focal_pool: str,
                     frozen_stages: int, patch_size: int, mlp_ratio: float,
