@@ -1,6 +1,6 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal self-attention on a ``B x H x W x C`` map."""
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -98,27 +98,16 @@ class FocalAttention(WindowAttentionBase):
     Args:
         embed_dims (int): Channels ``C`` of the map.
         num_heads (int): Attention heads; must divide ``embed_dims``.
-        window_size (int): Query window side. Default: 7.
         expand_size (int): Width of the fine surroundings (0: none).
             Default: 3.
-        shift_size (int): Cyclic shift of the windows (0: none). Default: 0.
-        focal_level (int): Focal levels, the fine one included. Default: 2.
         focal_window (int): Side of the pooled neighbourhood at level 0;
             must be odd when there are pooled levels. Default: 7.
-        pool_method (str): ``'fc'``, ``'conv'``, ``'mean'``, ``'max'`` or
-            ``'none'`` (no pooled levels). Default: ``'fc'``.
-        qkv_bias (bool): Bias in the qkv projection. Default: True.
-        qk_scale (float, optional): Overrides ``head_dims ** -0.5``.
-        attn_drop_rate (float): Dropout on attention weights. Default: 0.
-        proj_drop_rate (float): Dropout after the output projection.
-            Default: 0.
-        attn_chunk_bytes (int, optional): Budget of a chunk of windows
-            attended at once; None: the device's default (see
-            ``execution_plan.py``). Default: None.
-        attn_impl (str): ``'auto'``, ``'chunked'`` or ``'triton'`` (see
+        **kwargs: The arguments both families share (``window_size``,
+            ``shift_size``, ``focal_level``, ``pool_method``, ``qkv_bias``,
+            ``qk_scale``, ``attn_drop_rate``, ``proj_drop_rate``,
+            ``attn_chunk_bytes``, ``attn_impl``, ``init_cfg``): see
             :class:`~focal_mm.models.window_attention_base.
-            WindowAttentionBase`). Default: ``'auto'``.
-        init_cfg (dict, optional): mmengine initialisation config.
+            WindowAttentionBase`.
 
     Shape:
         - input: ``(B, H, W, C)``
@@ -128,23 +117,11 @@ class FocalAttention(WindowAttentionBase):
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 window_size: int = 7,
                  expand_size: int = 3,
-                 shift_size: int = 0,
-                 focal_level: int = 2,
                  focal_window: int = 7,
-                 pool_method: str = 'fc',
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 attn_chunk_bytes: Optional[int] = None,
-                 attn_impl: str = 'auto',
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(embed_dims, num_heads, window_size, shift_size,
-                         focal_level, pool_method, qkv_bias, qk_scale,
-                         attn_drop_rate, proj_drop_rate, attn_chunk_bytes,
-                         attn_impl, init_cfg)
+                 **kwargs) -> None:
+        super().__init__(embed_dims, num_heads, **kwargs)
+        window_size = self.window_size
         if not 0 <= expand_size < window_size:
             raise ValueError(f'expand_size must be in [0, window_size='
                              f'{window_size}), got {expand_size}')

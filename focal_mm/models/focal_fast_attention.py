@@ -1,7 +1,6 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Focal-fast self-attention (the official "v2") on a ``B x H x W x C``
 map."""
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -66,26 +65,15 @@ class FocalFastAttention(WindowAttentionBase):
     Args:
         embed_dims (int): Channels ``C`` of the map.
         num_heads (int): Attention heads; must divide ``embed_dims``.
-        window_size (int): Query window side ``w``. Default: 7.
-        shift_size (int): Cyclic shift of the windows (0: none). Default: 0.
-        focal_level (int): Focal levels, the fine one included. Default: 2.
         focal_topk (int): Keys per level (the official ``focal_topK``).
             Default: 128.
-        pool_method (str): ``'fc'``, ``'conv'``, ``'mean'``, ``'max'`` or
-            ``'none'`` (no pooled levels: only level 0 is attended).
-            Default: ``'fc'``.
-        qkv_bias (bool): Bias in the qkv projection. Default: True.
-        qk_scale (float, optional): Overrides ``head_dims ** -0.5``.
-        attn_drop_rate (float): Dropout on attention weights. Default: 0.
-        proj_drop_rate (float): Dropout after the output projection.
-            Default: 0.
-        attn_chunk_bytes (int, optional): Budget of a chunk of windows
-            attended at once; None: the device's default (see
-            ``execution_plan.py``). Default: None.
-        attn_impl (str): ``'auto'``, ``'chunked'`` or ``'triton'`` (see
+        **kwargs: The arguments both families share (``window_size``,
+            ``shift_size``, ``focal_level``, ``pool_method``, whose
+            ``'none'`` attends level 0 only, ``qkv_bias``, ``qk_scale``,
+            ``attn_drop_rate``, ``proj_drop_rate``, ``attn_chunk_bytes``,
+            ``attn_impl``, ``init_cfg``): see
             :class:`~focal_mm.models.window_attention_base.
-            WindowAttentionBase`). Default: ``'auto'``.
-        init_cfg (dict, optional): mmengine initialisation config.
+            WindowAttentionBase`.
 
     Parameters: ``qkv`` Linear(C, 3C) (also applied to the pooled tokens),
     ``proj`` Linear(C, C), ``pool_layers.{k}`` for ``k < focal_level - 1``
@@ -108,22 +96,9 @@ class FocalFastAttention(WindowAttentionBase):
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 window_size: int = 7,
-                 shift_size: int = 0,
-                 focal_level: int = 2,
                  focal_topk: int = 128,
-                 pool_method: str = 'fc',
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 attn_chunk_bytes: Optional[int] = None,
-                 attn_impl: str = 'auto',
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(embed_dims, num_heads, window_size, shift_size,
-                         focal_level, pool_method, qkv_bias, qk_scale,
-                         attn_drop_rate, proj_drop_rate, attn_chunk_bytes,
-                         attn_impl, init_cfg)
+                 **kwargs) -> None:
+        super().__init__(embed_dims, num_heads, **kwargs)
         if focal_topk < 1:
             raise ValueError(f'focal_topk must be >= 1, got {focal_topk}')
         self.focal_topk = focal_topk
@@ -132,7 +107,7 @@ class FocalFastAttention(WindowAttentionBase):
             nn.Sequential(
                 nn.Linear(2, self.head_dims), nn.ReLU(),
                 nn.Linear(self.head_dims, num_heads))
-            for _ in range(focal_level)
+            for _ in range(self.focal_level)
         ])
 
     def bias_table(self, geom: FastGeometry) -> torch.Tensor:

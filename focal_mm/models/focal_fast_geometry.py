@@ -39,7 +39,7 @@ from typing import List, NamedTuple, Tuple
 import torch
 
 from .geometry_cache import GEOMETRY_CACHE
-from .window_rows import WindowRows, window_major_rows
+from .window_rows import WindowRows, window_grid, window_major_rows
 
 # Distances of about this many (point, token) pairs at a time.
 _DISTANCE_CHUNK = 2**18
@@ -263,15 +263,7 @@ def _build_geometry(height: int, width: int, window_size: int, focal_topk: int,
                     num_levels: int, device: torch.device) -> FastGeometry:
     w = window_size
     n_rows, n_cols = height // w, width // w
-
-    def arange(n):
-        return torch.arange(n, device=device)
-
-    win_y = arange(n_rows).repeat_interleave(n_cols)  # (nW,)
-    win_x = arange(n_cols).repeat(n_rows)
-    iy, ix = torch.meshgrid(arange(w), arange(w), indexing='ij')
-    query_index = (win_y[:, None] * w + iy.reshape(1, -1)) * width + (
-        win_x[:, None] * w + ix.reshape(1, -1))
+    win_y, win_x, iy, ix, query_index = window_grid(height, width, w, device)
     # (dy, dx) of every query from the window's centre token (row-major).
     query_offsets = torch.stack([iy, ix], -1).view(-1, 2) - w // 2
 

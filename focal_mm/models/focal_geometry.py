@@ -24,7 +24,7 @@ import torch
 from .geometry_cache import GEOMETRY_CACHE
 from .window_chunks import SlotGroup
 from .window_masks import WindowMasks
-from .window_rows import WindowRows, batched, batched_rows
+from .window_rows import WindowRows, batched, batched_rows, window_grid
 
 # The additive logit mask of the official implementation (not -inf).
 MASK_VALUE = -100.0
@@ -212,16 +212,7 @@ def _build_geometry(height: int, width: int, window_size: int,
                     crop_slots: bool) -> FocalGeometry:
     w = window_size
     n_rows, n_cols = height // w, width // w
-
-    def arange(n):
-        return torch.arange(n, device=device)
-
-    win_y = arange(n_rows).repeat_interleave(n_cols)  # (nW,)
-    win_x = arange(n_cols).repeat(n_rows)
-    iy, ix = torch.meshgrid(arange(w), arange(w), indexing='ij')
-    own_y = win_y[:, None] * w + iy.reshape(1, -1)  # (nW, w*w)
-    own_x = win_x[:, None] * w + ix.reshape(1, -1)
-    query_index = own_y * width + own_x
+    win_y, win_x, _, _, query_index = window_grid(height, width, w, device)
     slots = [query_index]
     padding = [torch.zeros_like(query_index, dtype=torch.bool)]
     off_rows = [torch.zeros_like(query_index, dtype=torch.bool)]

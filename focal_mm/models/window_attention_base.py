@@ -89,12 +89,24 @@ class TokenTables(NamedTuple):
 
 
 class WindowAttentionBase(BaseModule):
-    """The skeleton of both focal attention families (see
-    :class:`~focal_mm.models.FocalAttention` and
-    :class:`~focal_mm.models.FocalFastAttention`, whose docstrings describe
-    the arguments).
+    """The skeleton of both focal attention families
+    (:class:`~focal_mm.models.FocalAttention`,
+    :class:`~focal_mm.models.FocalFastAttention`), which add their own
+    arguments to these.
 
     Args:
+        embed_dims (int): Channels ``C`` of the map.
+        num_heads (int): Attention heads; must divide ``embed_dims``.
+        window_size (int): Query window side. Default: 7.
+        shift_size (int): Cyclic shift of the windows (0: none). Default: 0.
+        focal_level (int): Focal levels, the fine one included. Default: 2.
+        pool_method (str): ``'fc'``, ``'conv'``, ``'mean'``, ``'max'`` or
+            ``'none'`` (no pooled levels). Default: ``'fc'``.
+        qkv_bias (bool): Bias in the qkv projection. Default: True.
+        qk_scale (float, optional): Overrides ``head_dims ** -0.5``.
+        attn_drop_rate (float): Dropout on attention weights. Default: 0.
+        proj_drop_rate (float): Dropout after the output projection.
+            Default: 0.
         attn_chunk_bytes (int, optional): Budget of a chunk of windows
             attended at once (its gathered keys and values, or weights);
             None: the device's default (see ``execution_plan.py``).
@@ -102,6 +114,7 @@ class WindowAttentionBase(BaseModule):
             ``'chunked'`` (the same, explicitly) or ``'triton'`` (the fused
             kernel of ``window_attention_op.py``; CUDA, or CPU under
             ``TRITON_INTERPRET=1``).
+        init_cfg (dict, optional): mmengine initialisation config.
     """
 
     def __init__(self,

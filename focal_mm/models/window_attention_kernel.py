@@ -61,6 +61,25 @@ _LOG2E = tl.constexpr(LOG2E)
 
 
 @triton.jit
+def _query_slots(query_rows, L, C, head_dim, BLOCK_M: tl.constexpr,
+                 BLOCK_D: tl.constexpr):
+    """The window, head and query slots of this program, with the offsets
+    and mask of its ``(BLOCK_M, BLOCK_D)`` tile in the query-sized tables
+    (queries, output and their gradients)."""
+    win = tl.program_id(0)
+    head = tl.program_id(1)
+    offs_m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < L
+    d_ok = offs_d < head_dim
+    rows = tl.load(
+        query_rows + win * L + offs_m, mask=m_ok, other=0).to(tl.int32)
+    q_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
+    q_ok = m_ok[:, None] & d_ok[None, :]
+    return win, head, offs_m, offs_d, m_ok, d_ok, q_offs, q_ok
+
+
+@triton.jit
 def _logits(q, keys, key_rows, bias, bias_index, key_mask, region_mask, win,
             head, offs_m, offs_n, offs_d, m_ok, d_ok, L, N, D, C, head_dim,
             key_mask_windows, region_windows, scale_log2,
@@ -108,16 +127,8 @@ def _forward_kernel(queries, keys, values, out, lse, query_rows, key_rows,
                     HAS_BIAS_INDEX: tl.constexpr, HAS_KEY_MASK: tl.constexpr,
                     HAS_REGION: tl.constexpr, BLOCK_M: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    win = tl.program_id(0)
-    head = tl.program_id(1)
-    offs_m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < L
-    d_ok = offs_d < head_dim
-    rows = tl.load(
-        query_rows + win * L + offs_m, mask=m_ok, other=0).to(tl.int32)
-    q_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
-    q_ok = m_ok[:, None] & d_ok[None, :]
+    win, head, offs_m, offs_d, m_ok, d_ok, q_offs, q_ok = _query_slots(
+        query_rows, L, C, head_dim, BLOCK_M, BLOCK_D)
     q = tl.load(queries + q_offs, mask=q_ok, other=0.0)
 
     row_max = tl.full([BLOCK_M], float('-inf'), tl.float32)
@@ -156,16 +167,8 @@ def _backward_kernel(grad_out, queries, keys, values, out, lse, query_rows,
                      HAS_BIAS_INDEX: tl.constexpr, HAS_KEY_MASK: tl.constexpr,
                      HAS_REGION: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    win = tl.program_id(0)
-    head = tl.program_id(1)
-    offs_m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_ok = offs_m < L
-    d_ok = offs_d < head_dim
-    rows = tl.load(
-        query_rows + win * L + offs_m, mask=m_ok, other=0).to(tl.int32)
-    q_offs = rows[:, None] * C + head * head_dim + offs_d[None, :]
-    q_ok = m_ok[:, None] & d_ok[None, :]
+    win, head, offs_m, offs_d, m_ok, d_ok, q_offs, q_ok = _query_slots(
+        query_rows, L, C, head_dim, BLOCK_M, BLOCK_D)
     q = tl.load(queries + q_offs, mask=q_ok, other=0.0)
     d_out = tl.load(grad_out + q_offs, mask=q_ok, other=0.0)
     o = tl.load(out + q_offs, mask=q_ok, other=0.0)

@@ -10,6 +10,42 @@ from torch import Tensor
 from .window_masks import WindowMasks
 
 
+class WindowGrid(NamedTuple):
+    """The ``w x w`` windows of a padded ``height x width`` map, row-major.
+
+    Attributes:
+        win_y (Tensor): ``(nW,)`` window row of every window.
+        win_x (Tensor): ``(nW,)`` window column of every window.
+        iy (Tensor): ``(w, w)`` row of every token within a window.
+        ix (Tensor): ``(w, w)`` column of every token within a window.
+        query_index (Tensor): ``(nW, w * w)`` map index of every token of
+            every window (row-major tokens).
+    """
+    win_y: Tensor
+    win_x: Tensor
+    iy: Tensor
+    ix: Tensor
+    query_index: Tensor
+
+
+def window_grid(height: int, width: int, window_size: int,
+                device: torch.device) -> WindowGrid:
+    """The windows of a padded map (multiples of ``window_size``), built on
+    ``device``."""
+    w = window_size
+    n_rows, n_cols = height // w, width // w
+
+    def arange(n):
+        return torch.arange(n, device=device)
+
+    win_y = arange(n_rows).repeat_interleave(n_cols)
+    win_x = arange(n_cols).repeat(n_rows)
+    iy, ix = torch.meshgrid(arange(w), arange(w), indexing='ij')
+    query_index = (win_y[:, None] * w + iy.reshape(1, -1)) * width + (
+        win_x[:, None] * w + ix.reshape(1, -1))
+    return WindowGrid(win_y, win_x, iy, ix, query_index)
+
+
 class WindowRows(NamedTuple):
     """Attributes:
         query_rows (Tensor): ``(B * nW, L)`` query-table row of every query
