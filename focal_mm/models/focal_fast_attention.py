@@ -110,6 +110,16 @@ class FocalFastAttention(WindowAttentionBase):
             for _ in range(self.focal_level)
         ])
 
+    def geometry(self, height: int, width: int,
+                 device: torch.device) -> FastGeometry:
+        """The cached key selection of a padded ``height x width`` map."""
+        return focal_fast_geometry(*self._geometry_args(height, width, device))
+
+    def _geometry_args(self, height: int, width: int,
+                       device: torch.device) -> tuple:
+        return (height, width, self.window_size, self.focal_topk,
+                1 + self.num_pooled, device)
+
     def bias_table(self, geom: FastGeometry) -> torch.Tensor:
         """The bias MLPs on the coordinates of ``geom``: ``(num_heads,
         w * w, D)``, one column per key offset (see ``geom.bias_index``)."""
@@ -124,8 +134,7 @@ class FocalFastAttention(WindowAttentionBase):
         check_map(x, self.embed_dims, 'FocalFastAttention')
         B, H, W, C = x.shape
         w = self.window_size
-        geom_args = (H + -H % w, W + -W % w, w, self.focal_topk,
-                     1 + self.num_pooled, x.device)
+        geom_args = self._geometry_args(H + -H % w, W + -W % w, x.device)
         geom = focal_fast_geometry(*geom_args)
         t = self.project(x, geom.pooled_sizes, self.shift_for(H, W))
         rows = fast_window_rows(geom_args, B)

@@ -85,7 +85,6 @@ class TokenTables(NamedTuple):
     values: Tensor  # (B * T, C)
     padded_size: Tuple[int, int]  # Hp, Wp
     shift: int
-    tokens_per_image: int  # T
 
 
 class WindowAttentionBase(BaseModule):
@@ -207,8 +206,7 @@ class WindowAttentionBase(BaseModule):
             keys=keys,
             values=values,
             padded_size=(Hp, Wp),
-            shift=shift,
-            tokens_per_image=keys.shape[0] // B)
+            shift=shift)
 
     def _project_parts(self, fine: Tensor, pooled: List[Tensor],
                        zero_row: bool) -> Tuple[Tensor, Tensor, Tensor]:
