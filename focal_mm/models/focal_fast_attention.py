@@ -36,13 +36,14 @@ class FocalFastAttention(WindowAttentionBase):
       query's offset from the window centre.
 
     "Nearest" is exactly the official choice, ``torch.topk`` of the float32
-    distances to all tokens, ties included; it is computed once per size on
-    CPU (in chunks of windows) and cached, with everything else that depends
-    only on the size (:func:`focal_fast_geometry`). The bias MLPs run once
-    per call on the distinct coordinates that occur, and are gathered per
-    key slot. Each call gathers keys and values of a chunk of windows and
-    runs PyTorch's fused attention; training recomputes each chunk's
-    weights in the backward pass (see ``window_attention.py``).
+    distances to all tokens on the CPU, ties included; it is found once per
+    size, mostly among the tokens near each window
+    (:func:`~focal_mm.models.focal_fast_geometry.nearest_tokens`), and
+    cached with everything else that depends only on the size
+    (:func:`~focal_mm.models.focal_fast_geometry.focal_fast_geometry`). The
+    bias MLPs run once per call on the distinct coordinates that occur, and
+    are gathered per key slot. The attention runs as the execution plan of
+    the device says (``execution_plan.py``), or in the Triton kernel.
 
     Numerically identical to the official model where it runs (maps that
     are multiples of the window, or fit in one). Beyond it:
