@@ -188,3 +188,17 @@ def test_operation_budget_of_the_cuda_plan():
     for model in ('focal', 'focal_fast'):
         assert by_model[model]['infer_ratio'] <= 1.25
         assert by_model[model]['train_ratio'] <= 1.6
+
+
+def test_memory_efficient_attention_returns_the_bias_gradient():
+    """The CUDA plan's training takes the bias gradient from PyTorch's
+    memory-efficient attention: its autograd formula gives one (checked on
+    the meta device, which runs the formula without a GPU)."""
+    q = torch.randn(2, 3, 49, 32, device='meta', requires_grad=True)
+    k = torch.randn(2, 3, 200, 32, device='meta')
+    v = torch.randn(2, 3, 200, 32, device='meta')
+    bias = torch.randn(2, 3, 49, 200, device='meta', requires_grad=True)
+    out = torch.ops.aten._scaled_dot_product_efficient_attention(
+        q, k, v, bias, True)[0]
+    grad_q, grad_bias = torch.autograd.grad(out.sum(), [q, bias])
+    assert grad_bias.shape == bias.shape

@@ -173,6 +173,21 @@ def test_benchmark_times_both_families_against_swin():
     assert [r.split(' | ')[6] for r in rows] == ['0.91', '0.88']
 
 
+def test_benchmark_multiscale_training_case():
+    """ms_train on one batch of the 3x recipe's sizes: a row per family,
+    and a new size's geometry at most 5% of its training step (the budget
+    of issue 22; about 0.1% and 0.7% here)."""
+    out = run('analysis/benchmark.py', '--cases', 'ms_train', '--ms-batches',
+              1)
+    rows = [line.split(' | ') for line in out.splitlines()
+            if line.startswith('| Focal')]
+    assert [r[0] for r in rows] == ['| Focal-T', '| Focal-fast-T']
+    for r in rows:
+        share = r[5].rstrip(' |').split(' / ')
+        median, worst = (float(v.rstrip('%')) for v in share)
+        assert 0 <= median <= worst <= 5
+
+
 def test_benchmark_onnx_row():
     """Wiring of the ONNX Runtime row: the backbone is exported and both
     runtimes are timed on the same input (one repeat)."""

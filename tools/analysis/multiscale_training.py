@@ -3,13 +3,14 @@ training steps on the batch sizes the 3x detection recipe draws
 (:mod:`multiscale_sizes`), Focal models against Swin-T on the same sizes
 in the same process.
 
-Two passes over the sizes: the first with the geometry caches cleared at
-its start, so that every size is new to the Focal models as in multi-scale
-training; the second on the same sizes with their tables cached, the
-fixed-size condition. Within a pass every size runs every model, in an
-order that rotates from size to size. The ratio of a pass is Swin's total
-time over the Focal model's; the geometry time of a new size is what the
-cache spent building during the model's first step at that size.
+The geometry caches are cleared at the start, and every size is visited
+twice in a row: first new to the Focal models, as in multi-scale training,
+then with its tables cached, the fixed-size condition (adjacent in time, so
+that a slow spell of the machine hits both alike). Each visit runs every
+model, in an order that rotates from visit to visit. The ratio of the new
+or the cached visits is Swin's total time over the Focal model's; the
+geometry time of a new size is what the cache spent building during the
+model's first step at that size.
 """
 import statistics
 import time
@@ -56,15 +57,15 @@ def multiscale_rows(models: List[str], resolve, num_batches: int, batch: int,
     seconds: Dict[str, List[List[float]]] = {n: [[], []] for n in names}
     geometry: Dict[str, List[float]] = {n: [] for n in names}
     clear_geometry_caches()
-    for pass_ in (0, 1):
-        for i, size in enumerate(sizes):
-            images = torch.randn(batch, 3, *size, device=device)
-            shift = i % len(names)
+    for i, size in enumerate(sizes):
+        images = torch.randn(batch, 3, *size, device=device)
+        for visit in (0, 1):
+            shift = (2 * i + visit) % len(names)
             for name in names[shift:] + names[:shift]:
                 before = geometry_cache_info().build_seconds
-                seconds[name][pass_].append(
+                seconds[name][visit].append(
                     _step(backbones[name], images, autocast, sync)())
-                if pass_ == 0:
+                if visit == 0:
                     geometry[name].append(geometry_cache_info().build_seconds -
                                           before)
     rows = []
