@@ -49,7 +49,7 @@ def multiscale_rows(models: List[str], resolve, num_batches: int, batch: int,
         name: build_backbone('mask_rcnn', *resolve(name)).to(device)
         for name in names
     }
-    # One warm-up step at a size of its own, outside both passes.
+    # One warm-up step at a size of its own, before the visits.
     warm = torch.randn(batch, 3, 320, 416, device=device)
     for backbone in backbones.values():
         backbone.train()  # (mmdet's Swin returns None from train())
