@@ -229,14 +229,39 @@ def _blocks(L: int, head_dim: int):
     return block_m, max(triton.next_power_of_2(head_dim), 16)
 
 
-def _mask_args(key_mask: Optional[Tensor], region_mask: Optional[Tensor],
-               placeholder: Tensor):
-    """Pointers (``placeholder`` for an absent mask, never read) and
-    window counts of the masks."""
-    return (placeholder if key_mask is None else key_mask,
-            placeholder if region_mask is None else region_mask,
-            1 if key_mask is None else key_mask.shape[0],
-            1 if region_mask is None else region_mask.shape[0])
+def _window_args(queries: Tensor, query_rows: Tensor, key_rows: Tensor,
+                 bias: Tensor, bias_index: Optional[Tensor],
+                 key_mask: Optional[Tensor], region_mask: Optional[Tensor],
+                 scale: float, block_n: int):
+    """The grid and the keyword arguments that both kernels share."""
+    num_windows, L = query_rows.shape
+    heads, _, D = bias.shape
+    C = queries.shape[1]
+    block_m, block_d = _blocks(L, C // heads)
+    grid = (num_windows, heads, triton.cdiv(L, block_m))
+    return grid, dict(
+        query_rows=query_rows,
+        key_rows=key_rows,
+        bias=bias,
+        # Pointers of absent inputs: placeholders, never read.
+        bias_index=key_rows if bias_index is None else bias_index,
+        key_mask=bias if key_mask is None else key_mask,
+        region_mask=bias if region_mask is None else region_mask,
+        L=L,
+        N=key_rows.shape[1],
+        D=D,
+        C=C,
+        head_dim=C // heads,
+        key_mask_windows=1 if key_mask is None else key_mask.shape[0],
+        region_windows=1 if region_mask is None else region_mask.shape[0],
+        scale_log2=scale * LOG2E,
+        HAS_BIAS_INDEX=bias_index is not None,
+        HAS_KEY_MASK=key_mask is not None,
+        HAS_REGION=region_mask is not None,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=block_d,
+        **_launch_options(queries.dtype))
 
 
 def forward(queries: Tensor, keys: Tensor, values: Tensor, query_rows: Tensor,
@@ -247,44 +272,16 @@ def forward(queries: Tensor, keys: Tensor, values: Tensor, query_rows: Tensor,
     module docstring). Returns the output ``(Tq, C)`` in the queries'
     dtype and the base-2 log-sum-exp ``(nWin, heads, L)`` float32."""
     num_windows, L = query_rows.shape
-    N = key_rows.shape[1]
-    heads, _, D = bias.shape
-    C = queries.shape[1]
     out = torch.empty_like(queries)
-    lse = queries.new_empty((num_windows, heads, L), dtype=torch.float32)
-    if num_windows == 0:
-        return out, lse
-    block_m, block_d = _blocks(L, C // heads)
-    key_mask_arg, region_arg, key_mask_windows, region_windows = _mask_args(
-        key_mask, region_mask, bias)
-    grid = (num_windows, heads, triton.cdiv(L, block_m))
-    _forward_kernel[grid](
-        queries,
-        keys,
-        values,
-        out,
-        lse,
-        query_rows,
-        key_rows,
-        bias,
-        key_rows if bias_index is None else bias_index,
-        key_mask_arg,
-        region_arg,
-        L,
-        N,
-        D,
-        C,
-        C // heads,
-        key_mask_windows,
-        region_windows,
-        scale * LOG2E,
-        HAS_BIAS_INDEX=bias_index is not None,
-        HAS_KEY_MASK=key_mask is not None,
-        HAS_REGION=region_mask is not None,
-        BLOCK_M=block_m,
-        BLOCK_N=FORWARD_BLOCK_N,
-        BLOCK_D=block_d,
-        **_launch_options(queries.dtype))
+    lse = queries.new_empty((num_windows, bias.shape[0], L),
+                            dtype=torch.float32)
+    if num_windows:
+        grid, shared = _window_args(queries, query_rows, key_rows, bias,
+                                    bias_index, key_mask, region_mask, scale,
+                                    FORWARD_BLOCK_N)
+        _forward_kernel[grid](
+            queries=queries, keys=keys, values=values, out=out, lse=lse,
+            **shared)
     return out, lse
 
 
@@ -296,52 +293,18 @@ def backward(grad_out: Tensor, queries: Tensor, keys: Tensor, values: Tensor,
     """Launches the backward kernel (``grad_out`` contiguous, like
     ``out``; ``out`` and ``lse`` of :func:`forward`). Returns the gradients
     of the queries, keys, values and bias, each in its input's dtype."""
-    num_windows, L = query_rows.shape
-    N = key_rows.shape[1]
-    heads, _, D = bias.shape
-    C = queries.shape[1]
     grad_q = torch.empty_like(queries)
     # Atomic sums go to float32 buffers whatever the inputs' dtype.
     grad_k = torch.zeros_like(keys, dtype=torch.float32)
     grad_v = torch.zeros_like(values, dtype=torch.float32)
     grad_bias = torch.zeros_like(bias, dtype=torch.float32)
-    if num_windows:
-        block_m, block_d = _blocks(L, C // heads)
-        key_mask_arg, region_arg, key_mask_windows, region_windows = \
-            _mask_args(key_mask, region_mask, bias)
-        grid = (num_windows, heads, triton.cdiv(L, block_m))
+    if query_rows.shape[0]:
+        grid, shared = _window_args(queries, query_rows, key_rows, bias,
+                                    bias_index, key_mask, region_mask, scale,
+                                    BACKWARD_BLOCK_N)
         _backward_kernel[grid](
-            grad_out,
-            queries,
-            keys,
-            values,
-            out,
-            lse,
-            query_rows,
-            key_rows,
-            bias,
-            key_rows if bias_index is None else bias_index,
-            key_mask_arg,
-            region_arg,
-            grad_q,
-            grad_k,
-            grad_v,
-            grad_bias,
-            L,
-            N,
-            D,
-            C,
-            C // heads,
-            key_mask_windows,
-            region_windows,
-            scale,
-            scale * LOG2E,
-            HAS_BIAS_INDEX=bias_index is not None,
-            HAS_KEY_MASK=key_mask is not None,
-            HAS_REGION=region_mask is not None,
-            BLOCK_M=block_m,
-            BLOCK_N=BACKWARD_BLOCK_N,
-            BLOCK_D=block_d,
-            **_launch_options(queries.dtype))
+            grad_out=grad_out, queries=queries, keys=keys, values=values,
+            out=out, lse=lse, grad_q=grad_q, grad_k=grad_k, grad_v=grad_v,
+            grad_bias=grad_bias, scale=scale, **shared)
     return (grad_q, grad_k.to(keys.dtype), grad_v.to(values.dtype),
             grad_bias.to(bias.dtype))
