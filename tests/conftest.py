@@ -79,6 +79,14 @@ def load_case(case_id: str, family: str = 'focal_v1') -> Dict:
     return torch.load(path, weights_only=True)
 
 
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Relative error ``|actual - expected| / |expected|`` (Frobenius
+    norms, in float64)."""
+    expected = expected.double()
+    return ((actual.double() - expected).norm() /
+            expected.norm().clamp_min(1e-300)).item()
+
+
 def official_architectures(family: str = 'focal_v1') -> Dict:
     """The released ImageNet variants of a family: constructor arguments,
     parameter counts, the official FLOPs and state-dict keys."""

@@ -12,7 +12,7 @@ import torch
 
 from focal_mm import (FocalAttention, FocalFastAttention,
                       FocalFastTransformer, FocalTransformer)
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, rel_err
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
@@ -33,10 +33,6 @@ CASES = [
     (FocalFastAttention, dict(window_size=4, shift_size=2, focal_level=3,
                               focal_topk=8, pool_method='conv'), (10, 13)),
 ]
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def twins(build):

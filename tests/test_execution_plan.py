@@ -14,7 +14,7 @@ from focal_mm import FocalFastTransformer, FocalTransformer
 from focal_mm.models import (chunked_attention, execution_plan, forced_plan,
                              window_attention)
 from focal_mm.models.execution_plan import CPU_PLAN, cuda_plan
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, rel_err
 
 TINY = dict(embed_dims=16, depths=(2, 1, 2, 1), num_heads=(1, 2, 2, 4))
 CUDA_80GB = cuda_plan(80 * 2**30)
@@ -37,10 +37,6 @@ FAMILIES = {
         drop_path_rate=0.,
         **kw),
 }
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def outputs_and_grads(model, x):

@@ -7,6 +7,7 @@ import torch
 
 from focal_mm.models import FocalAttention, chunked_attention
 from focal_mm.models.focal_geometry import focal_geometry
+from conftest import rel_err
 from focal_oracle import oracle_focal_attention
 
 CONFIGS = [
@@ -20,10 +21,6 @@ CONFIGS = [
     (8, 2, 6, 2, 3, 4, 5, 'fc'),
 ]
 SIZES = [(15, 22), (7, 7), (5, 9), (14, 28), (23, 17), (8, 11)]
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def assert_gradients_match(ours, ref, inputs):

@@ -13,6 +13,7 @@ from focal_mm.models import (clear_geometry_caches, focal_fast_attention,
 from focal_mm.models.focal_fast_attention import FocalFastAttention
 from focal_mm.models.focal_fast_geometry import focal_fast_geometry as geometry
 from focal_mm.models.window_chunks import run_chunks
+from conftest import rel_err
 from focal_fast_oracle import _nearest, oracle_focal_fast_attention
 
 CONFIGS = [
@@ -47,10 +48,6 @@ def make(cfg, **kwargs):
         for p in attn.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     return attn
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def check_against_oracle(attn, x):

@@ -8,9 +8,9 @@ import torch
 
 from focal_mm import FocalFastTransformer, FocalTransformer
 from test_official_equivalence import (CASES, GRAD_CASES,
-                                       build_official_equivalent, rel_err,
+                                       build_official_equivalent,
                                        run_with_stages)
-from conftest import load_case
+from conftest import load_case, rel_err
 
 pytestmark = pytest.mark.gpu
 TINY = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))

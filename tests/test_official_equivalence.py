@@ -21,7 +21,7 @@ from focal_mm.official import (OFFICIAL_BUFFERS, mmpretrain_key,
                                mmpretrain_model_cfg, official_to_mmpretrain,
                                official_version)
 from conftest import (COMPACT_CASES, FULL_CASES, FULL_ROOT, case_ids,
-                      full_set_present, load_case)
+                      full_set_present, load_case, rel_err)
 
 FAMILIES = {'focal_v1': 1, 'focal_v2': 2}
 CASES = [
@@ -32,12 +32,6 @@ CASES = [
 GRADIENT_CASES = ('pool_conv_224', 'tiny_shape_224', 'v2_pool_conv_224',
                   'v2_tiny_shape_224')
 GRAD_CASES = [c for c in CASES if c.values[1].split('/')[1] in GRADIENT_CASES]
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    expected = expected.double()
-    return ((actual.double() - expected).norm() /
-            expected.norm().clamp_min(1e-300)).item()
 
 
 def build_official_equivalent(case, family):
