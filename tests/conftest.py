@@ -87,6 +87,18 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
             expected.norm().clamp_min(1e-300)).item()
 
 
+def projected_gradients(ours: torch.Tensor, ref: torch.Tensor,
+                        inputs: List[torch.Tensor]) -> list:
+    """Pairs ``(ours, ref)`` of the gradients, with respect to each of
+    ``inputs`` (``None`` where it is unused), of one random projection of
+    the two outputs."""
+    proj = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * proj).sum(), inputs, allow_unused=True)
+    ref_grads = torch.autograd.grad(
+        (ref * proj).sum(), inputs, allow_unused=True)
+    return list(zip(grads, ref_grads))
+
+
 def official_architectures(family: str = 'focal_v1') -> Dict:
     """The released ImageNet variants of a family: constructor arguments,
     parameter counts, the official FLOPs and state-dict keys."""
