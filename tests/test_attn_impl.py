@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from focal_mm import (FocalAttention, FocalFastAttention,
-                      FocalFastTransformer, FocalTransformer)
+from focal_mm import (FocalAttention, FocalFastAttention, FocalFastTransformer,
+                      FocalTransformer)
 from conftest import REPO_ROOT, rel_err
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
@@ -97,7 +97,7 @@ def test_unknown_or_impossible_choices_name_attn_impl(monkeypatch):
         FocalTransformer(arch=TINY, attn_impl='cuda')
     with pytest.raises(ValueError, match="attn_impl='triton' has no"):
         FocalFastAttention(16, 2, attn_impl='triton', attn_drop_rate=0.1)
-    from focal_mm.models import window_attention_base
+    from focal_mm.models.attention import window_attention_base
     monkeypatch.setattr(window_attention_base, 'triton_unavailable_reason',
                         lambda device: 'Triton cannot be imported (test)')
     attn = FocalAttention(16, 2, attn_impl='triton')

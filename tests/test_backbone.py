@@ -5,8 +5,9 @@ import torch
 from mmpretrain.registry import MODELS
 
 from focal_mm import FocalFastTransformer, FocalTransformer
-from focal_mm.official import (mmpretrain_key, mmpretrain_model_cfg,
-                               official_to_backbone)
+from focal_mm.checkpoints.official import (mmpretrain_key,
+                                           mmpretrain_model_cfg,
+                                           official_to_backbone)
 from conftest import ARCHS, ARCHS_V2, load_case
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmpretrain.registry import MODELS
 
-from focal_mm.official import mmpretrain_model_cfg
+from focal_mm.checkpoints.official import mmpretrain_model_cfg
 from conftest import REPO_ROOT, load_case
 
 SCRIPT = REPO_ROOT / 'tools' / 'model_converters' / 'focal2mm.py'

@@ -11,9 +11,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from focal_mm import FocalFastTransformer, FocalTransformer
-from focal_mm.models import (chunked_attention, execution_plan, forced_plan,
-                             window_attention)
-from focal_mm.models.execution_plan import CPU_PLAN, cuda_plan
+from focal_mm.models import forced_plan
+from focal_mm.ops import chunked_attention, execution_plan, window_attention
+from focal_mm.ops.execution_plan import CPU_PLAN, cuda_plan
 from conftest import REPO_ROOT, rel_err
 
 TINY = dict(embed_dims=16, depths=(2, 1, 2, 1), num_heads=(1, 2, 2, 4))
@@ -152,7 +152,7 @@ def test_training_step_does_nothing_that_waits_for_the_device(
     GPU test uses): after a step that builds the tables of a size, another
     step at that size runs no operation that reads a value back. The input
     check takes its CUDA form (a device-side assertion)."""
-    from focal_mm.models import focal_backbone
+    from focal_mm.models.backbones import focal_backbone
     monkeypatch.setattr(
         focal_backbone, 'check_finite', lambda x: torch._assert_async(
             torch.isfinite(x).all(), 'The input batch contains NaN'))

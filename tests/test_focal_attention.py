@@ -5,8 +5,9 @@ three levels, every pooling method."""
 import pytest
 import torch
 
-from focal_mm.models import FocalAttention, chunked_attention
-from focal_mm.models.focal_geometry import focal_geometry
+from focal_mm.models import FocalAttention
+from focal_mm.models.geometry.focal_geometry import focal_geometry
+from focal_mm.ops import chunked_attention
 from conftest import projected_gradients, rel_err
 from focal_oracle import oracle_focal_attention
 

@@ -8,11 +8,14 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
-from focal_mm.models import (clear_geometry_caches, focal_fast_attention,
-                             focal_fast_geometry, window_attention)
-from focal_mm.models.focal_fast_attention import FocalFastAttention
-from focal_mm.models.focal_fast_geometry import focal_fast_geometry as geometry
-from focal_mm.models.window_chunks import run_chunks
+from focal_mm.models import clear_geometry_caches
+from focal_mm.models.attention import focal_fast_attention
+from focal_mm.models.attention.focal_fast_attention import FocalFastAttention
+from focal_mm.models.geometry import focal_fast_geometry
+from focal_mm.models.geometry.focal_fast_geometry import \
+    focal_fast_geometry as geometry
+from focal_mm.ops import window_attention
+from focal_mm.ops.window_chunks import run_chunks
 from conftest import projected_gradients, rel_err
 from focal_fast_oracle import _nearest, oracle_focal_fast_attention
 

@@ -8,8 +8,8 @@ the reference selection."""
 import pytest
 import torch
 
-from focal_mm.models import focal_fast_geometry
-from focal_mm.models.focal_fast_geometry import nearest_tokens
+from focal_mm.models.geometry import focal_fast_geometry
+from focal_mm.models.geometry.focal_fast_geometry import nearest_tokens
 
 
 def reference(rows, cols, height, width, k):

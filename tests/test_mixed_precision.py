@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from focal_mm.models import forced_plan
-from focal_mm.models.execution_plan import CPU_PLAN, cuda_plan
+from focal_mm.ops.execution_plan import CPU_PLAN, cuda_plan
+from conftest import load_case, rel_err
 from test_official_equivalence import (CASES, build_official_equivalent,
                                        run_with_stages)
-from conftest import load_case, rel_err
 
 COMPACT = [c for c in CASES if c.values[1].startswith('compact/')]
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 4e-3}

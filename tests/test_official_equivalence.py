@@ -17,9 +17,10 @@ import torch
 from mmpretrain.registry import MODELS
 
 import focal_mm  # noqa: F401
-from focal_mm.official import (OFFICIAL_BUFFERS, mmpretrain_key,
-                               mmpretrain_model_cfg, official_to_mmpretrain,
-                               official_version)
+from focal_mm.checkpoints.official import (OFFICIAL_BUFFERS, mmpretrain_key,
+                                           mmpretrain_model_cfg,
+                                           official_to_mmpretrain,
+                                           official_version)
 from conftest import (COMPACT_CASES, FULL_CASES, FULL_ROOT, case_ids,
                       full_set_present, load_case, rel_err)
 

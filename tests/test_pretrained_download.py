@@ -21,11 +21,12 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from focal_mm.models import pretrained
-from focal_mm.models.pretrained import (RELEASE_URL, checkpoint_to_test,
-                                        download_checkpoint)
-from focal_mm.official import (mmpretrain_model_cfg, official_to_backbone,
-                               official_to_mmpretrain)
+from focal_mm.checkpoints import pretrained
+from focal_mm.checkpoints.official import (mmpretrain_model_cfg,
+                                           official_to_backbone,
+                                           official_to_mmpretrain)
+from focal_mm.checkpoints.pretrained import (RELEASE_URL, checkpoint_to_test,
+                                             download_checkpoint)
 from focal_mm.synthetic_data import make_imagenet
 from conftest import REPO_ROOT, load_case
 from test_tools import run

@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from focal_mm.models import window_attention_op as op
-from focal_mm.models.window_attention_op import (triton_unavailable_reason,
-                                                 triton_window_attention)
+from focal_mm.ops import window_attention_op as op
+from focal_mm.ops.window_attention_op import (triton_unavailable_reason,
+                                              triton_window_attention)
 
 DEVICE = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
@@ -368,7 +368,7 @@ import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from focal_mm.models import window_attention_kernel as K
+from focal_mm.ops import window_attention_kernel as K
 
 assert not K.INTERPRETED
 DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16)
@@ -464,7 +464,7 @@ def test_onnx_export_runs_in_onnxruntime(form):
     float32, 1e-3 in float16)."""
     import onnxruntime
 
-    from focal_mm.deployment.window_attention_onnx import ONNX_TRANSLATIONS
+    from focal_mm.ops.window_attention_onnx import ONNX_TRANSLATIONS
     case = make_case(*SHAPES['d8-L16'], **form)
     module = Attention(case).eval()
     inputs = (case.queries, case.keys, case.values)

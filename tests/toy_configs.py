@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mmengine.config import Config, ConfigDict
 
-from focal_mm.official import mmpretrain_model_cfg
+from focal_mm.checkpoints.official import mmpretrain_model_cfg
 from focal_mm.synthetic_data import SHAPES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'

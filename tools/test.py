@@ -12,7 +12,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import focal_mm  # noqa: F401  (registers the modules; checkpoint loading fix)
-from focal_mm.models.pretrained import checkpoint_to_test
+from focal_mm.checkpoints.pretrained import checkpoint_to_test
 from focal_mm.runner_config import (add_launcher_args, export_local_rank,
                                     load_config)
 

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..models.geometry_cache import clear_geometry_caches, geometry_cache_info
+from ..models.geometry.geometry_cache import (clear_geometry_caches,
+                                              geometry_cache_info)
 
 INPUT_NAME = 'image'
 

@@ -19,11 +19,12 @@ from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
-from ..models.focal_backbone import FocalBackbone
-from ..models.pretrained import (extract_state_dict, load_pretrained,
-                                 raise_unless_fits, read_checkpoint,
-                                 tolerated_key, unfit_keys)
-from ..official import is_official_state_dict, official_to_mmpretrain
+from ..checkpoints.official import (is_official_state_dict,
+                                    official_to_mmpretrain)
+from ..checkpoints.pretrained import (extract_state_dict, load_pretrained,
+                                      raise_unless_fits, read_checkpoint,
+                                      tolerated_key, unfit_keys)
+from ..models.backbones.focal_backbone import FocalBackbone
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -70,7 +71,7 @@ def build_exportable(config: Union[str, Config],
         checkpoint (str | None): Weights: for a classifier an official
             ImageNet release file (converted as ``tools/test.py`` does) or a
             whole-model checkpoint (``backbone.*`` and ``head.*`` keys); for
-            a backbone anything :func:`~focal_mm.models.pretrained.
+            a backbone anything :func:`~focal_mm.checkpoints.pretrained.
             load_pretrained` takes (official, converted or whole-model
             files). A local path or an http(s) URL. None: the weights as
             constructed (random; the config's ``init_cfg`` is not applied).
@@ -112,13 +113,13 @@ def build_exportable(config: Union[str, Config],
 
 def load_classifier(classifier: nn.Module, checkpoint: str) -> None:
     """Loads an official release file (converted with
-    :func:`~focal_mm.official.official_to_mmpretrain`) or a whole-model
-    checkpoint into an mmpretrain ``ImageClassifier``.
+    :func:`~focal_mm.checkpoints.official.official_to_mmpretrain`) or a
+    whole-model checkpoint into an mmpretrain ``ImageClassifier``.
 
     Raises:
         ValueError: If the file holds only a backbone, or keys or shapes
             that do not fit (besides the backbone keys that
-            :data:`~focal_mm.models.pretrained.TOLERATED` lets miss).
+            :data:`~focal_mm.checkpoints.pretrained.TOLERATED` lets miss).
     """
     state_dict = extract_state_dict(read_checkpoint(checkpoint))
     if is_official_state_dict(state_dict):

@@ -1,11 +1,12 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
-from .execution_plan import ExecutionPlan, execution_plan, forced_plan
-from .focal_attention import FocalAttention
-from .focal_backbone import FocalBackbone, FocalBlock
-from .focal_fast_attention import FocalFastAttention
-from .focal_fast_transformer import FocalFastTransformer
-from .focal_transformer import FocalTransformer
-from .geometry_cache import clear_geometry_caches, geometry_cache_info
+"""The registered models, in layers that import one way only:
+:mod:`.backbones` -> :mod:`.attention` -> :mod:`.geometry` ->
+:mod:`focal_mm.ops`, with :mod:`focal_mm.checkpoints` beside them."""
+from ..ops.execution_plan import ExecutionPlan, execution_plan, forced_plan
+from .attention import FocalAttention, FocalFastAttention
+from .backbones import (FocalBackbone, FocalBlock, FocalFastTransformer,
+                        FocalTransformer)
+from .geometry import clear_geometry_caches, geometry_cache_info
 
 __all__ = [
     'ExecutionPlan', 'FocalAttention', 'FocalBackbone', 'FocalBlock',

@@ -15,9 +15,10 @@ from typing import Callable, Dict, List, Tuple
 import torch
 from detector_cases import build_backbone
 
-from focal_mm.models import execution_plan, forced_plan
-from focal_mm.models.execution_plan import cuda_plan
+from focal_mm.models import forced_plan
 from focal_mm.op_count import count_operations
+from focal_mm.ops import execution_plan
+from focal_mm.ops.execution_plan import cuda_plan
 
 
 def plan_for(name: str, device: str, cuda_memory: int):

@@ -19,7 +19,7 @@ from mmengine.registry import MODELS
 from PIL import Image, ImageDraw
 
 import focal_mm  # noqa: F401
-from focal_mm.models.pretrained import load_pretrained
+from focal_mm.checkpoints.pretrained import load_pretrained
 
 COLOURS = [(40, 120, 255), (40, 200, 80), (255, 150, 30), (200, 60, 200)]
 MEAN = np.array([123.675, 116.28, 103.53])

@@ -44,10 +44,10 @@ import sys
 
 import torch
 
+from focal_mm.checkpoints.pretrained import missing_local_file
 from focal_mm.deployment import (benchmark_onnx, build_exportable, compare,
                                  export_onnx, run_onnx)
 from focal_mm.deployment.runtime import make_session
-from focal_mm.models.pretrained import missing_local_file
 
 RANDOM_WEIGHTS = 'none'
 

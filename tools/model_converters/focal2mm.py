@@ -16,9 +16,10 @@ import sys
 
 import torch
 
-from focal_mm.models.pretrained import extract_state_dict, read_checkpoint
-from focal_mm.official import (is_official_state_dict, official_to_backbone,
-                               official_to_mmpretrain)
+from focal_mm.checkpoints.official import (is_official_state_dict,
+                                           official_to_backbone,
+                                           official_to_mmpretrain)
+from focal_mm.checkpoints.pretrained import extract_state_dict, read_checkpoint
 
 
 def parse_args(argv=None):

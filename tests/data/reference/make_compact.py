@@ -8,11 +8,11 @@ FULL_ROOT (default: ``../shared/reference`` beside the repository) holds
 READMEs). For each case named in ``COMPACT_CASES`` of
 ``tests/reference_cases.py`` it keeps ``name``, ``config``, ``input``,
 ``logits``, ``stages`` and, where the case has them, ``grad_projection`` and
-``grads``, all unchanged; the state
-dict loses only the official per-size buffers (index tables, coordinates,
-masks: ``focal_mm.official.OFFICIAL_BUFFERS``), which are derived from the
-size and ignored on loading. ``official_architectures.json`` is copied as it
-is.
+``grads``, all unchanged; the state dict loses only the official per-size
+buffers (index tables, coordinates, masks:
+``focal_mm.checkpoints.official.OFFICIAL_BUFFERS``), which are derived from
+the size and ignored on loading. ``official_architectures.json`` is copied as
+it is.
 """
 import shutil
 import sys
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from focal_mm.official import OFFICIAL_BUFFERS
+from focal_mm.checkpoints.official import OFFICIAL_BUFFERS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/

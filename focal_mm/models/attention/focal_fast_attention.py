@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 from mmengine.registry import MODELS
 
-from .focal_fast_geometry import (FastGeometry, fast_window_rows,
-                                  focal_fast_geometry)
+from ...ops.window_chunks import run_chunks
+from ..geometry.focal_fast_geometry import (FastGeometry, fast_window_rows,
+                                            focal_fast_geometry)
 from .window_attention_base import WindowAttentionBase, check_map
-from .window_chunks import run_chunks
 
 
 @MODELS.register_module()
@@ -38,12 +38,13 @@ class FocalFastAttention(WindowAttentionBase):
     "Nearest" is exactly the official choice, ``torch.topk`` of the float32
     distances to all tokens on the CPU, ties included; it is found once per
     size, mostly among the tokens near each window
-    (:func:`~focal_mm.models.focal_fast_geometry.nearest_tokens`), and
+    (:func:`~focal_mm.models.geometry.focal_fast_geometry.nearest_tokens`), and
     cached with everything else that depends only on the size
-    (:func:`~focal_mm.models.focal_fast_geometry.focal_fast_geometry`). The
-    bias MLPs run once per call on the distinct coordinates that occur, and
-    are gathered per key slot. The attention runs as the execution plan of
-    the device says (``execution_plan.py``), or in the Triton kernel.
+    (:func:`~focal_mm.models.geometry.focal_fast_geometry.
+    focal_fast_geometry`). The bias MLPs run once per call on the distinct
+    coordinates that occur, and are gathered per key slot. The attention
+    runs as the execution plan of the device says
+    (:mod:`focal_mm.ops.execution_plan`), or in the Triton kernel.
 
     Numerically identical to the official model where it runs (maps that
     are multiples of the window, or fit in one). Beyond it:
@@ -73,7 +74,7 @@ class FocalFastAttention(WindowAttentionBase):
             ``'none'`` attends level 0 only, ``qkv_bias``, ``qk_scale``,
             ``attn_drop_rate``, ``proj_drop_rate``, ``attn_chunk_bytes``,
             ``attn_impl``, ``init_cfg``): see
-            :class:`~focal_mm.models.window_attention_base.
+            :class:`~focal_mm.models.attention.window_attention_base.
             WindowAttentionBase`.
 
     Parameters: ``qkv`` Linear(C, 3C) (also applied to the pooled tokens),

@@ -5,8 +5,8 @@ from typing import Dict, Union
 
 from mmengine.registry import MODELS
 
+from ..attention.focal_fast_attention import FocalFastAttention
 from .focal_backbone import FocalBackbone
-from .focal_fast_attention import FocalFastAttention
 
 
 @MODELS.register_module()

@@ -1,6 +1,6 @@
 # Copyright (c) focal_mm contributors. All rights reserved.
 """Gathered window attention as one PyTorch operator, run by the Triton
-kernels of :mod:`focal_mm.models.window_attention_kernel`.
+kernels of :mod:`focal_mm.ops.window_attention_kernel`.
 
 ``focal_mm::window_attention`` returns the output rows and the log-sum-exp
 the backward needs; ``focal_mm::window_attention_backward`` returns the
@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-KERNEL_MODULE = 'focal_mm.models.window_attention_kernel'
+KERNEL_MODULE = 'focal_mm.ops.window_attention_kernel'
 FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 

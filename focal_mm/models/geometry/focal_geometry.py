@@ -21,10 +21,10 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
+from ...ops.window_chunks import SlotGroup
+from ...ops.window_masks import WindowMasks
+from ...ops.window_rows import WindowRows, batched, batched_rows, window_grid
 from .geometry_cache import GEOMETRY_CACHE
-from .window_chunks import SlotGroup
-from .window_masks import WindowMasks
-from .window_rows import WindowRows, batched, batched_rows, window_grid
 
 # The additive logit mask of the official implementation (not -inf).
 MASK_VALUE = -100.0

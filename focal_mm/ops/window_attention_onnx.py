@@ -16,7 +16,7 @@ import torch
 from onnxscript import opset18 as op
 
 # Registers the operator that the table below names.
-from ..models import window_attention_op  # noqa: F401
+from . import window_attention_op  # noqa: F401
 
 
 def _ints(*values: int):

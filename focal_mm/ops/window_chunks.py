@@ -10,13 +10,13 @@ from torch import Tensor
 class Chunk(NamedTuple):
     """Windows ``start:stop`` (rows of the query and key row tables),
     attended together. With a per-window bias index (see
-    :func:`~focal_mm.models.window_attention.chunk_bias`), ``shared_bias``
+    :func:`~focal_mm.ops.window_attention.chunk_bias`), ``shared_bias``
     says that all of them have the index row of the first, whose bias is
     then broadcast. ``cols`` (with a
     shared bias) are the key slots the windows attend, leaving out slots
     that all of them mask (None: every slot); ``group`` numbers the slot
     group they come from, whose bias is cropped once per call
-    (:func:`~focal_mm.models.window_attention.cropped_biases`)."""
+    (:func:`~focal_mm.ops.window_attention.cropped_biases`)."""
     start: int
     stop: int
     shared_bias: bool = False

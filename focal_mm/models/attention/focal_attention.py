@@ -7,15 +7,16 @@ import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
-from .chunked_attention import gather_windows
-from .focal_geometry import (FocalGeometry, expanded_key_slots, focal_geometry,
-                             focal_window_rows, num_expanded_keys,
-                             pooled_extent, relative_position_index)
+from ...ops.chunked_attention import gather_windows
+from ...ops.window_chunks import Chunk, window_chunks
+from ...ops.window_rows import WindowRows
+from ..geometry.focal_geometry import (FocalGeometry, expanded_key_slots,
+                                       focal_geometry, focal_window_rows,
+                                       num_expanded_keys, pooled_extent,
+                                       relative_position_index)
 from .focal_pooling import centre_start
 from .window_attention_base import (TokenTables, WindowAttentionBase,
                                     check_map, fits_one_window)
-from .window_chunks import Chunk, window_chunks
-from .window_rows import WindowRows
 
 
 class _Call(NamedTuple):
@@ -106,7 +107,7 @@ class FocalAttention(WindowAttentionBase):
             ``shift_size``, ``focal_level``, ``pool_method``, ``qkv_bias``,
             ``qk_scale``, ``attn_drop_rate``, ``proj_drop_rate``,
             ``attn_chunk_bytes``, ``attn_impl``, ``init_cfg``): see
-            :class:`~focal_mm.models.window_attention_base.
+            :class:`~focal_mm.models.attention.window_attention_base.
             WindowAttentionBase`.
 
     Shape:

@@ -46,7 +46,7 @@ Triton chooses between compiled and interpreted kernels when it defines
 them, at the import of this module (and of ``triton.language``, whose
 functions the kernels call): with ``TRITON_INTERPRET=1`` set before both,
 they run with numpy on CPU tensors. Import this module only when a kernel
-is first needed (:mod:`focal_mm.models.window_attention_op` does).
+is first needed (:mod:`focal_mm.ops.window_attention_op` does).
 """
 import math
 from typing import Optional

@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .execution_plan import ExecutionPlan, check_chunk_bytes, execution_plan
+from ...ops.execution_plan import (ExecutionPlan, check_chunk_bytes,
+                                   execution_plan)
+from ...ops.window_attention import attend_windows
+from ...ops.window_attention_op import (triton_unavailable_reason,
+                                        triton_window_attention)
+from ...ops.window_chunks import Chunks
+from ...ops.window_rows import WindowRows
 from .focal_pooling import (build_pool_layers, check_pool_method,
                             check_pooled_window, pooled_tokens)
-from .window_attention import attend_windows
-from .window_attention_op import (triton_unavailable_reason,
-                                  triton_window_attention)
-from .window_chunks import Chunks
-from .window_rows import WindowRows
 
 # 'auto': the execution plan of the device (see execution_plan.py); the
 # Triton kernel is chosen only by 'triton' until it has been measured on a

@@ -7,7 +7,7 @@ device is how it is cut up:
 - **CPU**: attention over chunks of a few windows whose gathered keys and
   values stay in cache (2 MB in inference, 4 MB in training: measured on a
   2-core EPYC); the backward pass recomputes each chunk's weights
-  (:class:`~focal_mm.models.chunked_attention.ChunkedWindowAttention`),
+  (:class:`~focal_mm.ops.chunked_attention.ChunkedWindowAttention`),
   since PyTorch's fused CPU attention gives no gradient for the additive
   position bias and plain autograd would keep every weight of the map in
   main memory; rows of windows attend only the key slots they keep

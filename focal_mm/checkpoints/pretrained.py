@@ -52,7 +52,7 @@ def to_backbone_keys(
         state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Official keys are converted; a whole detector or classifier is cut
     down to its ``backbone.`` entries."""
-    from ..official import is_official_state_dict, official_to_backbone
+    from .official import is_official_state_dict, official_to_backbone
     if is_official_state_dict(state_dict):
         return official_to_backbone(state_dict)
     if any(k.startswith('backbone.') for k in state_dict):
@@ -408,15 +408,17 @@ def checkpoint_to_test(filename: str, work_dir: str, model_type: str) -> str:
     checkpoint ``filename`` (a local path or an http(s) URL).
 
     - An official release file, for an ``ImageClassifier`` (``model_type``),
-      is converted with :func:`~focal_mm.official.official_to_mmpretrain`
-      into ``work_dir``.
+      is converted with
+      :func:`~focal_mm.checkpoints.official.official_to_mmpretrain` into
+      ``work_dir``.
     - A checkpoint of a whole model (``backbone.*`` keys: saved by mmengine,
       or converted by ``tools/model_converters/focal2mm.py``) is used as it
       is; a URL as its downloaded copy.
 
     Anything else raises ``ValueError``.
     """
-    from ..official import is_official_state_dict, official_to_mmpretrain
+    from .official import is_official_state_dict, official_to_mmpretrain
+
     # Download once (one barrier in distributed runs), then read the copy.
     local = download_checkpoint(filename) if is_url(filename) else filename
     state_dict = extract_state_dict(read_checkpoint(local))

@@ -38,8 +38,8 @@ from typing import List, NamedTuple, Tuple
 
 import torch
 
+from ...ops.window_rows import WindowRows, window_grid, window_major_rows
 from .geometry_cache import GEOMETRY_CACHE
-from .window_rows import WindowRows, window_grid, window_major_rows
 
 # Distances of about this many (point, token) pairs at a time.
 _DISTANCE_CHUNK = 2**18

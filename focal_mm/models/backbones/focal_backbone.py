@@ -23,12 +23,12 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
-from .execution_plan import check_chunk_bytes
-from .focal_pooling import check_pool_method
+from ...checkpoints.pretrained import load_pretrained
+from ...ops.execution_plan import check_chunk_bytes
+from ..attention.focal_pooling import check_pool_method
+from ..attention.window_attention_base import (check_attn_impl, check_heads,
+                                               fits_one_window)
 from .patch_embed import FocalPatchEmbed
-from .pretrained import load_pretrained
-from .window_attention_base import (check_attn_impl, check_heads,
-                                    fits_one_window)
 
 
 class FocalBlock(BaseModule):
@@ -260,7 +260,7 @@ class FocalBackbone(BaseModule):
             in training on a CPU; a 32nd of the memory of a CUDA device, so
             that a block's windows usually form one chunk). Default: None.
         attn_impl (str): ``'auto'`` (the device's execution plan, see
-            ``focal_mm/models/execution_plan.py``), ``'chunked'`` (the same
+            ``focal_mm/ops/execution_plan.py``), ``'chunked'`` (the same
             path, explicitly) or ``'triton'`` (the fused Triton kernel;
             CUDA, or CPU under ``TRITON_INTERPRET=1``). Default: ``'auto'``.
         pretrained (str, optional): Deprecated alias of ``init_cfg=dict(

@@ -5,7 +5,7 @@ from typing import Dict, Sequence, Union
 
 from mmengine.registry import MODELS
 
-from .focal_attention import FocalAttention
+from ..attention.focal_attention import FocalAttention
 from .focal_backbone import FocalBackbone, per_stage
 
 EXPAND_LAYERS = ('all', 'even', 'odd')

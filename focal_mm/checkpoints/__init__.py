@@ -1,0 +1,8 @@
+# Copyright (c) focal_mm contributors. All rights reserved.
+"""Checkpoints: reading weights and converting between layouts.
+
+:mod:`.pretrained` finds, downloads and reads checkpoint files (pickles
+through an allow-list) and loads them into a backbone or classifier;
+:mod:`.official` maps the official models' parameter names to focal_mm's
+and mmpretrain's. Beside the model layers: it imports none of them.
+"""
