@@ -377,7 +377,7 @@ def test_focal_fast_small_downloads_its_surviving_copy(server, ascend,
     (Answer(200, b'<html>Access Denied</html>', 'text/html'),
      'the file received is not a PyTorch checkpoint: it starts with '
      "'<html>Access Denied</html>'"),
-])
+], ids=['gone', 'error_page'])
 def test_failed_surviving_copy_download_names_its_url(server, ascend, answer,
                                                       problem):
     """When Ascend ModelZoo's copy cannot be had (gone, or an error page in
