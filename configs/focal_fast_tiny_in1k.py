@@ -3,8 +3,8 @@
 # embeddings, two focal levels, the 128 nearest tokens per level. Recipe and
 # test pipeline as focal_tiny_in1k.py (the official repository trains both
 # families alike); drop path 0.2. Official top-1: 82.4. tools/test.py takes a
-# copy of the released focalv2-tiny-useconv-is224-ws7.pth or a checkpoint of
-# this config's training (README, "Weights").
+# copy of the released focalv2-tiny-useconv-is224-ws7.pth (none is known to
+# survive) or a checkpoint of this config's training (README, "Weights").
 _base_ = './focal_tiny_in1k.py'
 model = dict(
     backbone=dict(

@@ -4,9 +4,10 @@
 # 1e-5, gradient clipping 5, RandAugment, Mixup 0.8, CutMix 1.0, label
 # smoothing 0.1, random erasing 0.25; test: bicubic resize 256 + centre crop
 # 224. Paper: 82.2 top-1. No load_from: tools/test.py takes a copy of the
-# released focal-tiny-is224-ws7.pth (converted on the fly) or a checkpoint of
-# this config's training, whose backbone starts the detectors (README,
-# "Weights").
+# released focal-tiny-is224-ws7.pth or PaddleViT's port of it,
+# focal_tiny_patch4_window7_224.pdparams (converted on the fly), or a
+# checkpoint of this config's training, whose backbone starts the detectors
+# (README, "Weights").
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 custom_imports = dict(imports=['focal_mm'], allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook')]  # --resume continues exactly

@@ -1,9 +1,9 @@
-"""Weights of one's own, now that the official files cannot be downloaded
-(README, "Weights"): tools/train.py pretrains an ImageNet classifier config,
-the README's --cfg-options line starts a Mask R-CNN's and an UperNet's
-backbone from that run's checkpoint, and tools/test.py evaluates the
-classifier. Both families, at tiny widths on 64-pixel images of the synthetic
-ImageNet-format set (two epochs of two iterations)."""
+"""Weights of one's own, where no official file survives (docs/weights.md,
+"Your own pretraining"): tools/train.py pretrains an ImageNet classifier
+config, the documented --cfg-options line starts a Mask R-CNN's and an
+UperNet's backbone from that run's checkpoint, and tools/test.py evaluates
+the classifier. Both families, at tiny widths on 64-pixel images of the
+synthetic ImageNet-format set (two epochs of two iterations)."""
 import importlib
 import importlib.util
 import math

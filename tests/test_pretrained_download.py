@@ -1,11 +1,13 @@
 """Release checkpoints by URL: the configs name the official files, a URL is
 downloaded once into the torch hub cache and read with ``weights_only=True``
 (official format converted), tools/test.py takes the release file itself, and
-a missing file or a failed download is an error that says why and what to do
-instead, leaving nothing in the cache. The release storage's refusal (HTTP
-409 with an XML error body), error pages served with status 200 and truncated
-downloads are reproduced by a local http.server on 127.0.0.1; TORCH_HOME is a
-temporary folder."""
+a missing file or a failed download is an error that says why, where the
+file survives and what to do instead, leaving nothing in the cache. The
+Focal-fast-S release URL is downloaded from its surviving copy (Ascend
+ModelZoo). The release storage's refusal (HTTP 409 with an XML error body),
+the surviving copy, error pages served with status 200 and truncated
+downloads are reproduced by a local http.server on 127.0.0.1; TORCH_HOME is
+a temporary folder."""
 import os.path as osp
 import pickle
 import re
@@ -27,6 +29,7 @@ from focal_mm.checkpoints.official import (mmpretrain_model_cfg,
                                            official_to_mmpretrain)
 from focal_mm.checkpoints.pretrained import (RELEASE_URL, checkpoint_to_test,
                                              download_checkpoint)
+from focal_mm.checkpoints.surviving_copies import RELEASE_FILES
 from focal_mm.synthetic_data import make_imagenet
 from conftest import REPO_ROOT, load_case
 from test_tools import run
@@ -59,6 +62,35 @@ AZURE_REFUSAL = Answer(
           'permitted on this storage account.\nRequestId:c635cdea-101e-0086-'
           '3153-396fa0000000\nTime:2024-11-18T00:47:30.1594977Z</Message>'
           '</Error>').encode())
+
+
+# What the refusal of each release file says about its surviving copy.
+PORT_LINES = {
+    'focal-tiny-is224-ws7.pth': [
+        'focal-tiny-is224-ws7.pth (Focal-T) survives as PaddleViT\'s port, a '
+        '.pdparams file that focal_mm reads (82.03 % top-1 reported there, '
+        'official 82.2 %):',
+        '  Google Drive file id 1HzZJbYH_eIo94h0wLUhqTyJ6AYthNKRh (https://'
+        'drive.google.com/file/d/1HzZJbYH_eIo94h0wLUhqTyJ6AYthNKRh/view)',
+        '  Baidu Pan https://pan.baidu.com/s/1JCr2qIA-SZvTqbTO-m2OwA, code '
+        'i8c2',
+        '    --cfg-options model.backbone.init_cfg.checkpoint='
+        'PATH/focal_tiny_patch4_window7_224.pdparams',
+        '    python tools/test.py configs/focal_tiny_in1k.py '
+        'PATH/focal_tiny_patch4_window7_224.pdparams',
+    ],
+    'focal-small-useconv-is224-ws7.pth': [
+        '  Google Drive file id 1vcHjYiGNMayoSTPoM8z39XRH6h89TB9V (https://'
+        'drive.google.com/file/d/1vcHjYiGNMayoSTPoM8z39XRH6h89TB9V/view)',
+        '  Baidu Pan https://pan.baidu.com/s/174a2aZzCEt3teLuAnIzMtA, code '
+        'nr7n',
+        '    --cfg-options model.backbone.init_cfg.checkpoint='
+        'PATH/focal_small_useconv_patch4_window7_224.pdparams',
+    ],
+}
+NO_COPY_LINE = ('No surviving copy of {name} ({model}) is known: PaddleViT '
+                'ported only the six Focal files, Ascend ModelZoo serves only '
+                'Focal-fast-S.')
 
 
 @pytest.fixture
@@ -129,10 +161,10 @@ def assert_ways_to_start(message, config):
     assert cfg.default_hooks.checkpoint.interval == 1
 
 
-def backbone_cfg(case, checkpoint):
-    """A detection backbone (every output, fine surroundings everywhere)
-    starting from ``checkpoint``."""
-    cfg = mmpretrain_model_cfg(case['config'])['backbone']
+def backbone_cfg(case, checkpoint, version=1):
+    """A detection backbone (every output, fine surroundings everywhere) of
+    the official family ``version`` starting from ``checkpoint``."""
+    cfg = mmpretrain_model_cfg(case['config'], version)['backbone']
     cfg.update(
         img_size=None,
         out_indices=(0, 1, 2, 3),
@@ -206,20 +238,27 @@ def test_missing_local_file_says_what_to_do(tmp_path):
                               'focal-tiny-is224-ws7.pth is an official '
                               'release file. The official Focal Transformer '
                               'checkpoints cannot be downloaded')
+    lines = message.splitlines()
+    assert all(line in lines
+               for line in PORT_LINES['focal-tiny-is224-ws7.pth']), message
     assert_ways_to_start(message, 'focal_tiny_in1k')
 
 
 @pytest.mark.parametrize('name, config', [
     ('focal-tiny-is224-ws7.pth', 'focal_tiny_in1k'),
     ('focal-small-useconv-is224-ws7.pth', 'focal_small_useconv_in1k'),
+    ('focalv2-tiny-useconv-is224-ws7.pth', 'focal_fast_tiny_in1k'),
     ('focalv2-base-useconv-is224-ws7.pth', 'focal_fast_base_in1k'),
 ])
 def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
                                                      name, config):
     """The storage's answer since 2023 (HTTP 409, PublicAccessNotPermitted)
-    gives an error with the reason, the ready options and where a copy of
-    one's own is used from; nothing is cached, and a copy put there is
-    used without asking the server."""
+    gives an error with the reason, where the file survives (a PaddleViT
+    port: its Drive id, Baidu link and code, and the ready options for it,
+    said to be unreached from our machines; Focal-fast-T / -B: that no copy
+    is known), the ready options and where a copy of one's own is used
+    from; nothing is cached, and a copy put there is used without asking
+    the server."""
     from focal_mm.models import FocalTransformer
     release = server.url + 'model/focal-transformer/imagenet1k/'
     monkeypatch.setattr(pretrained, 'RELEASE_URL', release)
@@ -234,10 +273,21 @@ def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
         f'Could not download checkpoint {url}: HTTP Error 409: Conflict '
         '(PublicAccessNotPermitted: Public access is not permitted on this '
         'storage account.)\nThe official Focal Transformer checkpoints '
-        'cannot be downloaded: the storage account behind every release URL '
-        'has refused public access since 2023')
+        'cannot be downloaded from their release URLs: the storage account '
+        'behind them has refused public access since 2023')
     assert 'https://github.com/microsoft/Focal-Transformer/issues/27' in \
         message
+    lines = message.splitlines()
+    if name in PORT_LINES:
+        assert all(line in lines for line in PORT_LINES[name]), message
+        assert ('Neither link could be reached from the machines focal_mm '
+                'was developed on: both are given as PaddleViT publishes '
+                'them.') in lines
+    else:
+        model_name = RELEASE_FILES[name].model
+        assert model_name in ('Focal-fast-T', 'Focal-fast-B')
+        assert NO_COPY_LINE.format(name=name, model=model_name) in lines
+        assert 'pdparams' not in message
     assert_ways_to_start(message, config)
     assert server.cached() == []
 
@@ -252,9 +302,120 @@ def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
     assert server.requests == [urlparse(url).path]
 
 
+def test_docs_show_the_error_of_a_refused_release_url(server, monkeypatch):
+    """docs/weights.md shows the whole error that the refusal of
+    focal-tiny-is224-ws7.pth gives now (here from the loopback server, then
+    written with the real release URL and torch's default cache)."""
+    from focal_mm.models import FocalTransformer
+    release = server.url + 'model/focal-transformer/imagenet1k/'
+    monkeypatch.setattr(pretrained, 'RELEASE_URL', release)
+    name = 'focal-tiny-is224-ws7.pth'
+    server.answers[urlparse(release).path + name] = AZURE_REFUSAL
+    model = FocalTransformer(
+        arch=TINY, init_cfg=dict(type='Pretrained', checkpoint=release + name))
+    with pytest.raises(OSError) as err:
+        model.init_weights()
+    message = str(err.value).replace(release, RELEASE_URL).replace(
+        torch.hub.get_dir(), '~/.cache/torch/hub')
+    docs = (REPO_ROOT / 'docs' / 'weights.md').read_text()
+    assert f'```\n{message}\n```\n' in docs
+
+
+FAST_S = 'focalv2-small-useconv-is224-ws7.pth'
+ASCEND_PATH = ('/model/1_PyTorch_PTH/FocalvTransformer/PTH/'
+               'focalv2-small-useconv-is224-ws7.pth')
+
+
+@pytest.fixture
+def ascend(server, monkeypatch):
+    """The release storage (refusing every file, as since 2023) and Ascend
+    ModelZoo's copy of Focal-fast-S, both on the loopback server; the copy
+    is not put there (the test serves or refuses it). Gives the release URL
+    of Focal-fast-S and the URL of its copy."""
+    entry = RELEASE_FILES[FAST_S]
+    assert entry.copy.url == ('https://ascend-repo-modelzoo.obs.cn-east-2.'
+                              f'myhuaweicloud.com{ASCEND_PATH}')
+    mirror = server.url + ASCEND_PATH[1:]
+    monkeypatch.setitem(RELEASE_FILES, FAST_S,
+                        entry._replace(copy=entry.copy._replace(url=mirror)))
+    release = server.url + 'model/focal-transformer/imagenet1k/'
+    monkeypatch.setattr(pretrained, 'RELEASE_URL', release)
+    server.answers[urlparse(release).path + FAST_S] = AZURE_REFUSAL
+    return SimpleNamespace(release_url=release + FAST_S, mirror_url=mirror)
+
+
+def test_focal_fast_small_downloads_its_surviving_copy(server, ascend,
+                                                       tmp_path):
+    """A backbone that starts from the Focal-fast-S release URL gets the
+    file from Ascend ModelZoo's copy, kept under the release name and read
+    from there afterwards; tools/test.py's path takes the same copy. The
+    release storage is never asked."""
+    fast = load_case('v2_pool_conv_224', 'focal_v2')
+    served = server.root / ASCEND_PATH[1:]
+    served.parent.mkdir(parents=True)
+    torch.save({'model': fast['state_dict']}, served)
+    url = ascend.release_url
+    expected = official_to_backbone(fast['state_dict'])
+    for _ in range(2):
+        model = build_det_backbone(backbone_cfg(fast, url, version=2))
+        model.init_weights()
+        state = model.state_dict()
+        for key, value in expected.items():
+            assert torch.equal(state[key], value), key
+    assert server.requests == [ASCEND_PATH]
+    assert server.cached() == [FAST_S]
+    assert download_checkpoint(url) == osp.join(torch.hub.get_dir(),
+                                                'checkpoints', FAST_S)
+    tested = checkpoint_to_test(url, str(tmp_path / 'work'),
+                                'ImageClassifier')
+    assert osp.basename(tested) == f'mmpretrain_{FAST_S}'
+    assert server.requests == [ASCEND_PATH]
+
+
+@pytest.mark.parametrize('answer, problem', [
+    (None, 'HTTP Error 404: File not found'),
+    (Answer(200, b'<html>Access Denied</html>', 'text/html'),
+     'the file received is not a PyTorch checkpoint: it starts with '
+     "'<html>Access Denied</html>'"),
+], ids=['gone', 'error_page'])
+def test_failed_surviving_copy_download_names_its_url(server, ascend, answer,
+                                                      problem):
+    """When Ascend ModelZoo's copy cannot be had (gone, or an error page in
+    its place), the error names its URL and what came, says where the file
+    survives and that we could not reach it, and leaves the cache clean, so
+    the next run tries again."""
+    if answer is not None:
+        server.answers[ASCEND_PATH] = answer
+    url = ascend.release_url
+    for _ in range(2):
+        model = build_det_backbone(
+            backbone_cfg(load_case('v2_pool_conv_224', 'focal_v2'), url, 2))
+        with pytest.raises(OSError) as err:
+            model.init_weights()
+        message = str(err.value)
+        assert message.startswith(
+            f'Could not download checkpoint {url} (from its surviving copy '
+            f'{ascend.mirror_url}): {problem}\nThe official Focal '
+            'Transformer checkpoints cannot be downloaded from their release '
+            'URLs')
+        lines = message.splitlines()
+        assert ('focalv2-small-useconv-is224-ws7.pth (Focal-fast-S) survives '
+                'at Ascend ModelZoo (83.586 % top-1 reported there, official '
+                '83.6 %), downloaded from there in place of its release URL:'
+                ) in lines
+        assert f'  {ascend.mirror_url}' in lines
+        assert ('This URL could not be reached from the machines focal_mm '
+                'was developed on: it is given as Ascend ModelZoo publishes '
+                'it.') in lines
+        assert_ways_to_start(message, 'focal_fast_small_in1k')
+        assert server.cached() == []
+    assert server.requests == [ASCEND_PATH] * 2
+
+
 def test_failed_download_names_the_url(server):
     """Another URL that fails gets a plain error naming it, without the
-    release storage's story, and the same ready options."""
+    release storage's story; a release file's name still gets where the file
+    survives, and the same ready options."""
     from focal_mm.models import FocalTransformer
     url = server.url + 'focal-tiny-is224-ws7.pth'
     model = FocalTransformer(
@@ -263,7 +424,13 @@ def test_failed_download_names_the_url(server):
         model.init_weights()
     message = str(err.value)
     assert message.startswith(f'Could not download checkpoint {url}: HTTP '
-                              'Error 404: File not found\nA copy saved as ')
+                              'Error 404: File not found\n'
+                              'focal-tiny-is224-ws7.pth (Focal-T) survives '
+                              'as PaddleViT\'s port')
+    lines = message.splitlines()
+    assert all(line in lines
+               for line in PORT_LINES['focal-tiny-is224-ws7.pth']), message
+    assert 'A copy saved as ' in message
     assert 'public access' not in message
     assert_ways_to_start(message, 'focal_tiny_in1k')
     assert server.cached() == []

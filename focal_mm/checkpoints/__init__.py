@@ -4,5 +4,6 @@
 :mod:`.pretrained` finds, downloads and reads checkpoint files (pickles
 through an allow-list) and loads them into a backbone or classifier;
 :mod:`.official` maps the official models' parameter names to focal_mm's
-and mmpretrain's. Beside the model layers: it imports none of them.
+and mmpretrain's; :mod:`.surviving_copies` says where the official release
+files survive. Beside the model layers: it imports none of them.
 """

@@ -23,16 +23,17 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .surviving_copies import RELEASE_FILES, mirror_url, surviving_copy_lines
+
 # Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
-# a name that RELEASE_NAME matches (the configs name the same prefix as
-# ``focal_in1k_url`` in configs/_base_/focal_in1k_checkpoints.py). The storage
-# no longer serves them (RELEASE_GONE); the configs keep the URLs as the
-# files' identity, and a copy in the torch hub cache under the same name is
-# used (cache_path).
+# a name of surviving_copies.RELEASE_FILES (the configs name the same prefix
+# as ``focal_in1k_url`` in configs/_base_/focal_in1k_checkpoints.py). The
+# storage no longer serves them (RELEASE_GONE); the configs keep the URLs as
+# the files' identity. A copy in the torch hub cache under the same name is
+# used (cache_path); a file that survives elsewhere as itself is downloaded
+# from there into that place, and the errors name where the others survive.
 RELEASE_URL = ('https://projects4jw.blob.core.windows.net/model/'
                'focal-transformer/imagenet1k/')
-RELEASE_NAME = re.compile(
-    r'focal(v2)?-(tiny|small|base)(-useconv)?-is224-ws7\.pth')
 
 
 def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
@@ -125,23 +126,17 @@ def is_url(filename: str) -> bool:
 
 # Why the release files cannot be had: stated for the release URLs only.
 RELEASE_GONE = (
-    'The official Focal Transformer checkpoints cannot be downloaded: the '
-    'storage account behind every release URL has refused public access '
-    'since 2023 (HTTP 409, PublicAccessNotPermitted; see '
-    'https://github.com/microsoft/Focal-Transformer/issues/27), and no '
-    'public mirror is known.')
+    'The official Focal Transformer checkpoints cannot be downloaded from '
+    'their release URLs: the storage account behind them has refused public '
+    'access since 2023 (HTTP 409, PublicAccessNotPermitted; see '
+    'https://github.com/microsoft/Focal-Transformer/issues/27).')
 
 
 def _pretraining_config(name: str) -> Optional[str]:
     """The ImageNet-1K config that trains the backbone of release file
     ``name``; None for other names."""
-    release = RELEASE_NAME.fullmatch(name)
-    if release is None:
-        return None
-    fast, size, conv = release.groups()
-    if fast:
-        return f'focal_fast_{size}_in1k'
-    return f'focal_{size}{"_useconv" if conv else ""}_in1k'
+    release = RELEASE_FILES.get(name)
+    return None if release is None else release.config
 
 
 def _ways_to_start(name: str) -> str:
@@ -170,18 +165,32 @@ def _ways_to_start(name: str) -> str:
 def _missing_file_message(filename: str) -> str:
     name = osp.basename(filename)
     lines = [f'Checkpoint {filename} does not exist.']
-    if RELEASE_NAME.fullmatch(name):
+    if name in RELEASE_FILES:
         lines.append(f'{name} is an official release file. ' + RELEASE_GONE)
+    lines += surviving_copy_lines(name)
     return '\n'.join(lines + [_ways_to_start(name)])
 
 
+def _download_source(url: str) -> str:
+    """Where checkpoint ``url`` is downloaded from: for a release URL whose
+    file survives as itself, the surviving copy; else ``url``."""
+    if url.startswith(RELEASE_URL):
+        return mirror_url(url[len(RELEASE_URL):]) or url
+    return url
+
+
 def _unavailable_message(url: str, problem: str) -> str:
-    """The error of a checkpoint URL that gave no checkpoint: ``problem``,
-    why (for the release URLs), where a copy is used from, what to do."""
+    """The error of a checkpoint URL that gave no checkpoint: ``problem``
+    (naming the URL tried), why (for the release URLs), where the file
+    survives, where a copy is used from, what to do."""
     name = osp.basename(urlparse(url).path)
-    lines = [f'Could not download checkpoint {url}: {problem}']
+    source = _download_source(url)
+    tried = url if source == url else f'{url} (from its surviving copy ' \
+        f'{source})'
+    lines = [f'Could not download checkpoint {tried}: {problem}']
     if url.startswith(RELEASE_URL):
         lines.append(RELEASE_GONE)
+    lines += surviving_copy_lines(name)
     lines.append(f'A copy saved as {cache_path(url)} is used without '
                  'downloading.')
     return '\n'.join(lines + [_ways_to_start(name)])
@@ -214,12 +223,14 @@ def cache_path(url: str) -> str:
 
 def download_checkpoint(url: str) -> str:
     """The local copy of a checkpoint URL (:func:`cache_path`): downloaded
-    once, then reused. In a distributed run rank 0 downloads first, the
+    once, then reused. A release URL whose file survives elsewhere as itself
+    (:func:`~.surviving_copies.mirror_url`) is downloaded from there, kept
+    under the release name. In a distributed run rank 0 downloads first, the
     others after a barrier.
 
     Raises:
-        OSError: naming the URL, when the download fails or what came is not
-            a PyTorch checkpoint (nothing is kept then).
+        OSError: naming the URL downloaded, when the download fails or what
+            came is not a PyTorch checkpoint (nothing is kept then).
     """
     path = cache_path(url)
     rank, world_size = get_dist_info()
@@ -236,12 +247,17 @@ def _download(url: str, path: str) -> None:
     if osp.isfile(path):
         return
     os.makedirs(osp.dirname(path), exist_ok=True)
-    print_log(f'Downloading {url} to {path}', logger='current')
+    source = _download_source(url)
+    print_log(
+        f'Downloading {url} to {path}' +
+        ('' if source == url else f' from its surviving copy {source}'),
+        logger='current')
     # Checked under a name of its own, moved into place only if it is a
     # checkpoint: the cache never holds an error page or a partial file.
     part = f'{path}.{os.getpid()}.part'
     try:
-        torch.hub.download_url_to_file(url, part, progress=sys.stderr.isatty())
+        torch.hub.download_url_to_file(
+            source, part, progress=sys.stderr.isatty())
         problem = not_a_checkpoint(part)
         if problem is None:
             os.replace(part, path)
