@@ -22,10 +22,16 @@ from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
 
+def numpy_core():
+    """The installed numpy's core module: ``numpy._core`` since numpy 2,
+    ``numpy.core`` before (numpy 1 has only a partial ``_core`` stub, numpy 2
+    keeps ``numpy.core`` as a deprecated alias)."""
+    return np.core if np.__version__.startswith('1.') else np._core
+
+
 def _numpy_types() -> list:
     types = [np.ndarray, np.dtype]
-    # numpy 2 moved numpy.core to numpy._core (numpy 1 has a partial stub).
-    core = np.core if np.__version__.startswith('1.') else np._core
+    core = numpy_core()
     types += [core.multiarray._reconstruct, core.multiarray.scalar]
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

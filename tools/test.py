@@ -23,7 +23,8 @@ def parse_args(argv=None):
     parser.add_argument(
         'checkpoint',
         help='checkpoint file or URL: a trained or converted model, or for '
-        'an ImageNet config the official release file itself')
+        'an ImageNet config the official release file itself or its '
+        'PaddleViT port (.pdparams)')
     parser.add_argument('--work-dir', help='where to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to a .pkl')
     parser.add_argument(

@@ -23,6 +23,7 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .pdparams import is_pdparams, read_pdparams
 from .surviving_copies import RELEASE_FILES, mirror_url, surviving_copy_lines
 
 # Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
@@ -316,7 +317,11 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     :func:`download_checkpoint`) with ``weights_only=True``; clear errors for
     missing files, files that are not PyTorch checkpoints, files that carry
     pickled code and files that cannot be read. ``trust_pickle`` lets the
-    file unpickle arbitrary objects (it runs code from the file)."""
+    file unpickle arbitrary objects (it runs code from the file).
+
+    A local ``.pdparams`` file (PaddleViT's port of the official weights)
+    gives the official state dict: :func:`~focal_mm.checkpoints.pdparams.
+    read_pdparams`."""
     if '://' in filename and not is_url(filename):
         # Other storage (s3://, ...): mmengine's loaders, which call
         # torch.load with its default (weights_only=True since torch 2.6).
@@ -325,6 +330,10 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
         raise FileNotFoundError(_missing_file_message(filename))
     local = download_checkpoint(filename) if is_url(filename) else filename
     source = filename if local == filename else f'{filename} ({local})'
+    if is_pdparams(local):
+        # PaddleViT's port of official weights: always read through its own
+        # allow-list (it never needs trust_pickle), in the official layout.
+        return read_pdparams(local, source)
     problem = not_a_checkpoint(local)
     if problem is not None:
         raise ValueError(f'{source} is {problem}')
@@ -423,8 +432,8 @@ def checkpoint_to_test(filename: str, work_dir: str, model_type: str) -> str:
     """The file that ``tools/test.py`` gives mmengine as ``load_from`` for the
     checkpoint ``filename`` (a local path or an http(s) URL).
 
-    - An official release file, for an ``ImageClassifier`` (``model_type``),
-      is converted with
+    - An official release file or a PaddleViT ``.pdparams`` port of one, for
+      an ``ImageClassifier`` (``model_type``), is converted with
       :func:`~focal_mm.checkpoints.official.official_to_mmpretrain` into
       ``work_dir``.
     - A checkpoint of a whole model (``backbone.*`` keys: saved by mmengine,
@@ -449,13 +458,15 @@ def checkpoint_to_test(filename: str, work_dir: str, model_type: str) -> str:
             k: v.contiguous()
             for k, v in official_to_mmpretrain(state_dict).items()
         }
-        out = osp.join(work_dir, 'mmpretrain_' + osp.basename(local))
+        # Always a .pth: a converted .pdparams is a PyTorch file.
+        stem = osp.splitext(osp.basename(local))[0]
+        out = osp.join(work_dir, f'mmpretrain_{stem}.pth')
         os.makedirs(work_dir, exist_ok=True)
         part = f'{out}.{os.getpid()}.part'  # ranks may write at once
         torch.save({'state_dict': converted}, part)
         os.replace(part, out)
         print_log(
-            f'{filename} is an official release file: converted to {out}',
+            f'{filename} holds official weights: converted to {out}',
             logger='current')
         return out
     if not any(k.startswith('backbone.') for k in state_dict):

@@ -4,6 +4,9 @@
     python tools/model_converters/focal2mm.py focal-tiny-is224-ws7.pth out.pth
     python tools/model_converters/focal2mm.py IN OUT --backbone-only
 
+``IN`` is an official release file (local or URL) or PaddleViT's port of one
+(a local ``.pdparams`` file, read without Paddle: docs/paddle_checkpoints.md).
+
 By default the output holds a whole mmpretrain ``ImageClassifier``
 (``backbone.*``, ``head.fc.*``), ready for ``tools/test.py`` with the
 ``configs/focal_*_in1k.py`` configs; ``--backbone-only`` writes just the
@@ -24,7 +27,9 @@ from focal_mm.checkpoints.pretrained import extract_state_dict, read_checkpoint
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official checkpoint (.pth or URL)')
+    parser.add_argument(
+        'src', help='official checkpoint (.pth or URL) or PaddleViT port '
+        '(.pdparams)')
     parser.add_argument('dst', help='where to write the converted file')
     parser.add_argument(
         '--backbone-only',
