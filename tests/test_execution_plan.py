@@ -12,8 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from focal_mm import FocalFastTransformer, FocalTransformer
 from focal_mm.models import forced_plan
-from focal_mm.ops import chunked_attention, execution_plan, window_attention
-from focal_mm.ops.execution_plan import CPU_PLAN, cuda_plan
+from focal_mm.ops import chunked_attention, window_attention
+from focal_mm.ops.execution_plan import CPU_PLAN, cuda_plan, execution_plan
 from conftest import REPO_ROOT, rel_err
 
 TINY = dict(embed_dims=16, depths=(2, 1, 2, 1), num_heads=(1, 2, 2, 4))

@@ -17,8 +17,7 @@ from detector_cases import build_backbone
 
 from focal_mm.models import forced_plan
 from focal_mm.op_count import count_operations
-from focal_mm.ops import execution_plan
-from focal_mm.ops.execution_plan import cuda_plan
+from focal_mm.ops.execution_plan import cuda_plan, execution_plan
 
 
 def plan_for(name: str, device: str, cuda_memory: int):
