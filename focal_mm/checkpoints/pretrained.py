@@ -23,6 +23,9 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..ops.versions import SAFE_GLOBALS_TORCH, TORCH
+from .safe_globals import restricted_pickle
+
 # Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
 # a name that RELEASE_NAME matches (the configs name the same prefix as
 # ``focal_in1k_url`` in configs/_base_/focal_in1k_checkpoints.py). The storage
@@ -295,6 +298,18 @@ def not_a_checkpoint(path: str) -> Optional[str]:
     return f'not a PyTorch checkpoint: it starts with {start!r}'
 
 
+def _load_args(trust_pickle: bool) -> dict:
+    """How ``torch.load`` reads a file: any pickle if it is trusted; else
+    torch's weights-only unpickler, given mmengine's types from torch 2.6
+    (``focal_mm/compat.py``), or before, the pickle module of
+    :mod:`.safe_globals`, which allows the same."""
+    if trust_pickle:
+        return dict(weights_only=False)
+    if TORCH >= SAFE_GLOBALS_TORCH:
+        return dict(weights_only=True)
+    return dict(weights_only=False, pickle_module=restricted_pickle)
+
+
 def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     """Loads a local file or an http(s) URL (downloaded once, see
     :func:`download_checkpoint`) with ``weights_only=True``; clear errors for
@@ -314,7 +329,7 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
         raise ValueError(f'{source} is {problem}')
     try:
         return torch.load(
-            local, map_location='cpu', weights_only=not trust_pickle)
+            local, map_location='cpu', **_load_args(trust_pickle))
     except pickle.UnpicklingError as err:
         raise ValueError(
             f'{source} holds pickled Python objects besides tensors, and '
