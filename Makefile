@@ -10,22 +10,28 @@ PYTHON := .venv/bin/python
 OLDEST_PYTHON := .venv-oldest/bin/python
 PYTEST_ARGS ?=
 
-# The tests of the oldest stack: the version gates, the official-equivalence
-# tests of both families, the backbone, attention and configuration tests
-# that need no compiled mmcv op, checkpoint loading (official files, URLs,
-# mmengine runner checkpoints, the pickle refusals) and the training of one
-# classifier config of each family.
+# The tests of the oldest stack: the version gates; the official-equivalence
+# tests of both families; the backbone, environment and classifier
+# configuration tests (none needs a compiled mmcv op); checkpoint loading
+# (official files, URLs, mmengine runner checkpoints, the pickle refusals);
+# mixed-precision training; the training of one classifier config of each
+# family.
+CLASSIFIER_TESTS := tests/test_segmentation_classification_configs.py
 OLDEST_TESTS := tests/test_versions.py tests/test_official_equivalence.py \
 	tests/test_backbone.py tests/test_environment.py \
-	tests/test_focal_attention.py tests/test_focal_fast_attention.py \
-	tests/test_execution_plan.py tests/test_attn_impl.py \
-	tests/test_bad_input.py tests/test_converter.py \
+	tests/test_checkpoint_pickles.py tests/test_converter.py \
 	tests/test_pretrained_download.py \
-	tests/test_segmentation_classification_configs.py::test_classifier_trains_and_evaluates
-# What cannot run there, and why:
-# - the main environment's pins, and mmcv's compiled ops (mmcv-lite);
-# - the refusals of mmengine's own loader, which come from torch's
-#   weights_only default (torch >= 2.6; before, torch.load reads any pickle).
+	tests/test_mixed_precision.py::test_autocast_training_close_to_float32 \
+	tests/test_mixed_precision.py::test_position_bias_stays_float32_under_autocast \
+	$(CLASSIFIER_TESTS)::test_classifier_parameter_count_equals_official \
+	$(CLASSIFIER_TESTS)::test_classifier_trains_and_evaluates[focal_tiny_in1k] \
+	$(CLASSIFIER_TESTS)::test_classifier_trains_and_evaluates[focal_fast_tiny_in1k]
+# Deselected there, with why: the main environment's pins; mmcv's compiled
+# ops (mmcv-lite has none); the refusals of mmengine's own loader, which come
+# from torch's weights_only default (torch >= 2.6; before, torch.load reads
+# any pickle: focal_mm's reader refuses them on every torch,
+# tests/test_checkpoint_pickles.py). The float16 CPU autocast tests skip
+# themselves with the reason (torch 2.1 autocasts only bfloat16 on the CPU).
 OLDEST_DESELECT := \
 	--deselect tests/test_environment.py::test_pinned_versions \
 	--deselect tests/test_environment.py::test_mmcv_compiled_ops \

@@ -15,19 +15,8 @@ there, so mmengine reads its checkpoints as it always did, with the trust in
 the file that implies. focal_mm's own reader refuses pickled code on every
 torch (:func:`focal_mm.checkpoints.pretrained.read_checkpoint`).
 """
-import torch
-
-from .checkpoints.safe_globals import (history_buffer_getattr,
-                                       mmengine_checkpoint_types)
+from .checkpoints.safe_globals import register_with_torch
 from .ops.versions import SAFE_GLOBALS_TORCH, TORCH
 
-
-def allow_mmengine_checkpoint_types() -> None:
-    """Adds the types of mmengine's checkpoints to torch's safe globals."""
-    torch.serialization.add_safe_globals(mmengine_checkpoint_types() +
-                                         [(history_buffer_getattr,
-                                           'builtins.getattr')])
-
-
 if TORCH >= SAFE_GLOBALS_TORCH:
-    allow_mmengine_checkpoint_types()
+    register_with_torch()

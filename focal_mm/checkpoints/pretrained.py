@@ -23,8 +23,7 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..ops.versions import SAFE_GLOBALS_TORCH, TORCH
-from .safe_globals import restricted_pickle
+from .safe_globals import untrusted_load_args
 
 # Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
 # a name that RELEASE_NAME matches (the configs name the same prefix as
@@ -298,18 +297,6 @@ def not_a_checkpoint(path: str) -> Optional[str]:
     return f'not a PyTorch checkpoint: it starts with {start!r}'
 
 
-def _load_args(trust_pickle: bool) -> dict:
-    """How ``torch.load`` reads a file: any pickle if it is trusted; else
-    torch's weights-only unpickler, given mmengine's types from torch 2.6
-    (``focal_mm/compat.py``), or before, the pickle module of
-    :mod:`.safe_globals`, which allows the same."""
-    if trust_pickle:
-        return dict(weights_only=False)
-    if TORCH >= SAFE_GLOBALS_TORCH:
-        return dict(weights_only=True)
-    return dict(weights_only=False, pickle_module=restricted_pickle)
-
-
 def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     """Loads a local file or an http(s) URL (downloaded once, see
     :func:`download_checkpoint`) with ``weights_only=True``; clear errors for
@@ -328,8 +315,11 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     if problem is not None:
         raise ValueError(f'{source} is {problem}')
     try:
-        return torch.load(
-            local, map_location='cpu', **_load_args(trust_pickle))
+        # Untrusted: tensors and mmengine's checkpoint types only
+        # (safe_globals.py), on every torch.
+        args = dict(weights_only=False) if trust_pickle else \
+            untrusted_load_args()
+        return torch.load(local, map_location='cpu', **args)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f'{source} holds pickled Python objects besides tensors, and '

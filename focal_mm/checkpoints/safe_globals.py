@@ -11,11 +11,12 @@ object); the unpickler gets :func:`history_buffer_getattr`, which resolves
 exactly those names.
 
 From torch 2.6 these are added to torch's own weights-only allow-list
-(``focal_mm/compat.py``). Older torch cannot take them (no
-``add_safe_globals`` before 2.4, no ``(object, name)`` entries before 2.6):
-there :data:`restricted_pickle` is the pickle module ``torch.load`` is given
+(:func:`register_with_torch`, called by ``focal_mm/compat.py``, which holds
+the version gate). Older torch cannot take them (no ``add_safe_globals``
+before 2.4, no ``(object, name)`` entries before 2.6): there
+:data:`restricted_pickle` is the pickle module ``torch.load`` is given
 instead, which allows torch's weights-only globals and these, and refuses
-anything else.
+anything else (:func:`untrusted_load_args` says which).
 """
 import _compat_pickle
 import pickle
@@ -24,6 +25,7 @@ from functools import lru_cache
 from typing import Any, Dict
 
 import numpy as np
+import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
@@ -99,3 +101,24 @@ def _restricted_load(file, **kwargs):
 restricted_pickle = types.ModuleType('focal_mm_restricted_pickle')
 restricted_pickle.Unpickler = RestrictedUnpickler
 restricted_pickle.load = _restricted_load
+
+_registered = False
+
+
+def register_with_torch() -> None:
+    """Adds mmengine's checkpoint types and the ``getattr`` stand-in to
+    torch's weights-only allow-list (torch >= 2.6)."""
+    global _registered
+    torch.serialization.add_safe_globals(mmengine_checkpoint_types() +
+                                         [(history_buffer_getattr,
+                                           'builtins.getattr')])
+    _registered = True
+
+
+def untrusted_load_args() -> dict:
+    """The ``torch.load`` arguments for a file whose pickled code must not
+    run: torch's weights-only unpickler where it knows mmengine's types
+    (:func:`register_with_torch`), else :data:`restricted_pickle`."""
+    if _registered:
+        return dict(weights_only=True)
+    return dict(weights_only=False, pickle_module=restricted_pickle)

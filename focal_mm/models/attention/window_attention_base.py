@@ -262,8 +262,7 @@ class WindowAttentionBase(BaseModule):
         ``rows.bias_index``; float32 (cast here where the path needs the
         tables' dtype)."""
         if self.attn_impl == 'triton':
-            reason = triton_unavailable_reason(tables.queries.device,
-                                               tables.queries.dtype)
+            reason = triton_unavailable_reason(tables.queries.device)
             if reason is not None:
                 raise ValueError(f"attn_impl='triton' cannot run on "
                                  f'{tables.queries.device}: {reason}')
