@@ -6,8 +6,9 @@
 #
 #   FOCAL_MM_OLDEST_VENV    where the environment lives
 #                           (default: <repo>/.venv-oldest)
-#   FOCAL_MM_OLDEST_PYTHON  the Python that creates it (default: python3.11;
-#                           torch 2.1 has wheels for Python 3.8 to 3.11)
+#   FOCAL_MM_OLDEST_PYTHON  the Python that creates it (default: python3.11,
+#                           else python3; torch 2.1 has wheels for Python
+#                           3.8 to 3.11)
 #
 # mmcv-lite is mmcv without its compiled ops; tools/mmcv_lite_ext.py stands
 # in for them (raising when called) so that mmdet's, mmseg's and
@@ -17,6 +18,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FOCAL_MM_OLDEST_VENV:-$ROOT/.venv-oldest}"
 BASE_PYTHON="${FOCAL_MM_OLDEST_PYTHON:-python3.11}"
+command -v "$BASE_PYTHON" >/dev/null || BASE_PYTHON=python3
 PY="$VENV/bin/python"
 STAMP="$VENV/.focal_mm_stamp"
 REQUIREMENTS="$ROOT/requirements-oldest.txt"
@@ -51,6 +53,8 @@ fi
 
 step "virtual environment at $VENV ($BASE_PYTHON)"
 if [[ ! -x "$PY" ]]; then
+    "$BASE_PYTHON" -c 'import sys; sys.exit(not (3, 8) <= sys.version_info < (3, 12))' \
+        || fail "torch 2.1 needs Python 3.8 to 3.11: set FOCAL_MM_OLDEST_PYTHON"
     "$BASE_PYTHON" -m venv "$VENV" || fail "create virtual environment"
 fi
 # --isolated: the pins alone decide, whatever pip configuration the machine
