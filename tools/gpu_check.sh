@@ -44,18 +44,7 @@ run() {
     SITE=/tmp/focal_mm_site
     "$PY" -m pip install -q --no-index --no-deps --no-compile \
         --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl || exit 1
-    cat > "$SITE/mmcv/_ext.py" <<'EOF'
-"""Stand-in for mmcv's compiled extension, which mmcv-lite lacks: its
-functions exist (mmcv.ops imports) and raise when called."""
-
-
-def __getattr__(name):
-
-    def missing(*args, **kwargs):
-        raise RuntimeError(f'mmcv-lite has no compiled op {name}')
-
-    return missing
-EOF
+    cp "$ROOT/tools/mmcv_lite_ext.py" "$SITE/mmcv/_ext.py" || exit 1
     export PYTHONPATH="$ROOT:$SITE"
     export PYTHONUNBUFFERED=1
     cd "$ROOT"

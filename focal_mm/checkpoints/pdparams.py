@@ -32,8 +32,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from ..compat import numpy_core
 from .official import OFFICIAL_BUFFERS, is_official_state_dict
+from .safe_globals import numpy_core
 
 SUFFIX = '.pdparams'
 # paddle.save's table of Paddle's internal parameter names.

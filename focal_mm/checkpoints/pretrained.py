@@ -24,6 +24,7 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .pdparams import is_pdparams, read_pdparams
+from .safe_globals import untrusted_load_args
 from .surviving_copies import RELEASE_FILES, mirror_url, surviving_copy_lines
 
 # Where the official release kept its ImageNet-1K checkpoints: RELEASE_URL +
@@ -338,8 +339,11 @@ def read_checkpoint(filename: str, trust_pickle: bool = False) -> dict:
     if problem is not None:
         raise ValueError(f'{source} is {problem}')
     try:
-        return torch.load(
-            local, map_location='cpu', weights_only=not trust_pickle)
+        # Untrusted: tensors and mmengine's checkpoint types only
+        # (safe_globals.py), on every torch.
+        args = dict(weights_only=False) if trust_pickle else \
+            untrusted_load_args()
+        return torch.load(local, map_location='cpu', **args)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f'{source} holds pickled Python objects besides tensors, and '

@@ -7,6 +7,8 @@ The data an attention call takes (:mod:`.window_rows`, :mod:`.window_masks`,
 (:mod:`.chunked_attention`) and its dispatch (:mod:`.window_attention`),
 the ``focal_mm::window_attention`` operator with its Triton kernels
 (:mod:`.window_attention_op`, :mod:`.window_attention_kernel`) and its ONNX
-translation (:mod:`.window_attention_onnx`, imported only by export). The
-bottom layer: it imports no other part of focal_mm.
+translation (:mod:`.window_attention_onnx`, imported only by export), and
+what the installed torch and Triton provide (:mod:`.versions`, every
+version gate of focal_mm). The bottom layer: it imports no other part of
+focal_mm.
 """

@@ -35,6 +35,8 @@ from typing import Iterator, NamedTuple, Optional
 
 import torch
 
+from .versions import is_exporting
+
 CPU_CHUNK_BYTES = 2 * 2**20
 CPU_TRAINING_CHUNK_BYTES = 4 * 2**20
 # A chunk's largest tensor may take this share of a CUDA device's memory:
@@ -71,7 +73,7 @@ class ExecutionPlan(NamedTuple):
         tensor. Under ``torch.export`` (ONNX export) every window is in one
         chunk: a graph holds a copy of the loop body per chunk (Focal-T at
         800x1216: 20,000 nodes instead of 1,300)."""
-        if torch.compiler.is_exporting():
+        if is_exporting():
             return sys.maxsize
         per_window = max(2 * channels, heads * queries) * keys * element_size
         budget = self.training_chunk_bytes if torch.is_grad_enabled() \

@@ -7,11 +7,12 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .chunked_attention import (ChunkedWindowAttention, attend_chunks,
                                 fused_attention, plain_attention)
 from .execution_plan import ExecutionPlan
+from .versions import (autocast_enabled, efficient_or_math_attention,
+                       is_compiling)
 from .window_chunks import Chunk, Chunks
 from .window_masks import WindowMasks
 
@@ -21,9 +22,8 @@ def can_recompute(x: Tensor, attn_drop_rate: float, training: bool) -> bool:
     attention dropout (its backward would need the same mask), autocast
     (its backward runs outside it), while compiling or while tracing (the
     trace would hold an opaque Python op)."""
-    return not (training and attn_drop_rate > 0
-                or torch.is_autocast_enabled(x.device.type)
-                or torch.compiler.is_compiling() or torch.jit.is_tracing())
+    return not (training and attn_drop_rate > 0 or autocast_enabled(
+        x.device.type) or is_compiling() or torch.jit.is_tracing())
 
 
 def fused_bias_grad(device: torch.device) -> bool:
@@ -57,9 +57,9 @@ def attend_windows(queries: Tensor,
     needed (:func:`fused_bias_grad`). Arguments as for
     :class:`ChunkedWindowAttention`."""
     if not torch.is_grad_enabled():
-        return attend_chunks(queries, keys, values, query_rows, key_rows,
-                             heads, chunks, fused_attention(masks, scale),
-                             bias, bias_index)
+        return attend_chunks(queries, keys, values, query_rows,
+                             key_rows, heads, chunks,
+                             fused_attention(masks, scale), bias, bias_index)
     if plan.recompute_backward and can_recompute(queries, attn_drop_rate,
                                                  training):
         return ChunkedWindowAttention.apply(queries, keys, values, bias, masks,
@@ -73,8 +73,7 @@ def attend_windows(queries: Tensor,
         attend = fused_attention(masks, scale, dropout)
         # The kernel that returns the bias gradient (math where it cannot
         # run, e.g. a head size it does not support).
-        backends = sdpa_kernel(
-            [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+        backends = efficient_or_math_attention()
     else:
         attend = plain_attention(masks, scale, dropout)
     with backends:

@@ -24,29 +24,47 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .versions import (CUSTOM_OP_TORCH, torch_lacks,
+                       triton_interpret_requested, triton_unsupported_reason)
+
 KERNEL_MODULE = 'focal_mm.ops.window_attention_kernel'
 FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16)
 
+# Why the installed torch cannot define the operators (the version they
+# need), or None if it can.
+OPERATOR_MISSING = torch_lacks(
+    CUSTOM_OP_TORCH,
+    'the focal_mm::window_attention operator (torch.library.custom_op)')
 
-def triton_unavailable_reason(device) -> Optional[str]:
+
+def triton_unavailable_reason(device,
+                              dtype: Optional[torch.dtype] = None
+                              ) -> Optional[str]:
     """Why the kernels cannot run on tensors of ``device`` (a
-    :class:`torch.device` or string), or None if they can.
+    :class:`torch.device` or string) and ``dtype`` (None: whether any dtype
+    can), or None if they can.
 
-    CUDA devices run compiled kernels. The CPU runs them in Triton's
-    interpreter, which needs ``TRITON_INTERPRET=1`` before Triton itself is
-    imported (its language functions are made for the interpreter or the
-    compiler then; ``torch._dynamo`` imports it), so in practice in the
-    environment of the process.
+    The installed torch and Triton must be new enough
+    (:mod:`focal_mm.ops.versions`). CUDA devices run compiled kernels. The
+    CPU runs them in Triton's interpreter, which needs ``TRITON_INTERPRET=1``
+    before Triton itself is imported (its language functions are made for
+    the interpreter or the compiler then; ``torch._dynamo`` imports it), so
+    in practice in the environment of the process.
     """
     device = torch.device(device)
+    if OPERATOR_MISSING is not None:
+        return OPERATOR_MISSING
     try:
         import triton
         import triton.language as tl
     except ImportError as error:
         return f'Triton cannot be imported ({error})'
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        return 'no CUDA device is available'
+    reason = triton_unsupported_reason(triton, device, dtype)
+    if reason is not None:
+        return reason
     if device.type == 'cuda':
-        if not torch.cuda.is_available():
-            return 'no CUDA device is available'
         return None
     if device.type != 'cpu':
         return (f'the Triton kernels run on CUDA devices (or on the CPU in '
@@ -57,17 +75,17 @@ def triton_unavailable_reason(device) -> Optional[str]:
                 'used (TRITON_INTERPRET was not set then), so they cannot '
                 'run on the CPU in this process')
     if isinstance(tl.sum, triton.JITFunction) or (
-            kernels is None and not triton.knobs.runtime.interpret):
+            kernels is None and not triton_interpret_requested(triton)):
         return ('Triton runs kernels on the CPU only in its interpreter, '
                 'which needs TRITON_INTERPRET=1 in the environment before '
                 'Triton is first imported (slow; meant for tests)')
     return None
 
 
-def _kernels(device: torch.device):
+def _kernels(device: torch.device, dtype: torch.dtype):
     """The kernel module, imported on first use, after checking that it
-    can run on ``device``."""
-    reason = triton_unavailable_reason(device)
+    can run on ``device`` with ``dtype``."""
+    reason = triton_unavailable_reason(device, dtype)
     if reason is not None:
         raise RuntimeError(f'focal_mm::window_attention cannot run on '
                            f'{device}: {reason}')
@@ -156,33 +174,6 @@ def check_inputs(queries: Tensor, keys: Tensor, values: Tensor,
             f'{tuple(region_mask.shape)}')
 
 
-@torch.library.custom_op('focal_mm::window_attention', mutates_args=())
-def window_attention(queries: Tensor, keys: Tensor, values: Tensor,
-                     query_rows: Tensor, key_rows: Tensor, bias: Tensor,
-                     bias_index: Optional[Tensor], key_mask: Optional[Tensor],
-                     region_mask: Optional[Tensor],
-                     scale: float) -> Tuple[Tensor, Tensor]:
-    """The operator: the output ``(Tq, C)`` and the base-2 log-sum-exp
-    ``(nWin, heads, L)`` float32 of every query slot (for the backward).
-    Arguments as for :func:`triton_window_attention`."""
-    check_inputs(queries, keys, values, query_rows, key_rows, bias, bias_index,
-                 key_mask, region_mask)
-    return _kernels(queries.device).forward(queries, keys, values, query_rows,
-                                            key_rows, bias, bias_index,
-                                            key_mask, region_mask, scale)
-
-
-@window_attention.register_fake
-def _(queries, keys, values, query_rows, key_rows, bias, bias_index, key_mask,
-      region_mask, scale):
-    check_inputs(queries, keys, values, query_rows, key_rows, bias, bias_index,
-                 key_mask, region_mask)
-    lse = queries.new_empty(
-        (query_rows.shape[0], bias.shape[0], query_rows.shape[1]),
-        dtype=torch.float32)
-    return torch.empty_like(queries), lse
-
-
 def _refuse_if_deterministic() -> None:
     """The backward sums key, value and bias gradients with atomics, in an
     unspecified order: refuse (or warn, in warn-only mode) when
@@ -198,31 +189,6 @@ def _refuse_if_deterministic() -> None:
         warnings.warn(message)
     else:
         raise RuntimeError(message)
-
-
-@torch.library.custom_op(
-    'focal_mm::window_attention_backward', mutates_args=())
-def window_attention_backward(
-        grad_out: Tensor, queries: Tensor, keys: Tensor, values: Tensor,
-        out: Tensor, lse: Tensor, query_rows: Tensor, key_rows: Tensor,
-        bias: Tensor, bias_index: Optional[Tensor], key_mask: Optional[Tensor],
-        region_mask: Optional[Tensor],
-        scale: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of the queries, keys, values and bias from that of the
-    output (``grad_out``, contiguous) and the forward's ``out`` and
-    ``lse``."""
-    _refuse_if_deterministic()
-    return _kernels(queries.device).backward(grad_out, queries, keys, values,
-                                             out, lse, query_rows, key_rows,
-                                             bias, bias_index, key_mask,
-                                             region_mask, scale)
-
-
-@window_attention_backward.register_fake
-def _(grad_out, queries, keys, values, out, lse, query_rows, key_rows, bias,
-      bias_index, key_mask, region_mask, scale):
-    return (torch.empty_like(queries), torch.empty_like(keys),
-            torch.empty_like(values), torch.empty_like(bias))
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -245,7 +211,60 @@ def _backward(ctx, grad_out, grad_lse):
             None)
 
 
-window_attention.register_autograd(_backward, setup_context=_setup_context)
+# torch.library.custom_op exists from torch 2.4; before, the operators are
+# not defined and triton_unavailable_reason says so.
+if OPERATOR_MISSING is None:
+
+    @torch.library.custom_op('focal_mm::window_attention', mutates_args=())
+    def window_attention(queries: Tensor, keys: Tensor, values: Tensor,
+                         query_rows: Tensor, key_rows: Tensor, bias: Tensor,
+                         bias_index: Optional[Tensor],
+                         key_mask: Optional[Tensor],
+                         region_mask: Optional[Tensor],
+                         scale: float) -> Tuple[Tensor, Tensor]:
+        """The operator: the output ``(Tq, C)`` and the base-2 log-sum-exp
+        ``(nWin, heads, L)`` float32 of every query slot (for the backward).
+        Arguments as for :func:`triton_window_attention`."""
+        check_inputs(queries, keys, values, query_rows, key_rows, bias,
+                     bias_index, key_mask, region_mask)
+        kernels = _kernels(queries.device, queries.dtype)
+        return kernels.forward(queries, keys, values, query_rows, key_rows,
+                               bias, bias_index, key_mask, region_mask, scale)
+
+    @window_attention.register_fake
+    def _(queries, keys, values, query_rows, key_rows, bias, bias_index,
+          key_mask, region_mask, scale):
+        check_inputs(queries, keys, values, query_rows, key_rows, bias,
+                     bias_index, key_mask, region_mask)
+        lse = queries.new_empty(
+            (query_rows.shape[0], bias.shape[0], query_rows.shape[1]),
+            dtype=torch.float32)
+        return torch.empty_like(queries), lse
+
+    @torch.library.custom_op(
+        'focal_mm::window_attention_backward', mutates_args=())
+    def window_attention_backward(
+            grad_out: Tensor, queries: Tensor, keys: Tensor, values: Tensor,
+            out: Tensor, lse: Tensor, query_rows: Tensor, key_rows: Tensor,
+            bias: Tensor, bias_index: Optional[Tensor],
+            key_mask: Optional[Tensor], region_mask: Optional[Tensor],
+            scale: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Gradients of the queries, keys, values and bias from that of the
+        output (``grad_out``, contiguous) and the forward's ``out`` and
+        ``lse``."""
+        _refuse_if_deterministic()
+        kernels = _kernels(queries.device, queries.dtype)
+        return kernels.backward(grad_out, queries, keys, values, out, lse,
+                                query_rows, key_rows, bias, bias_index,
+                                key_mask, region_mask, scale)
+
+    @window_attention_backward.register_fake
+    def _(grad_out, queries, keys, values, out, lse, query_rows, key_rows,
+          bias, bias_index, key_mask, region_mask, scale):
+        return (torch.empty_like(queries), torch.empty_like(keys),
+                torch.empty_like(values), torch.empty_like(bias))
+
+    window_attention.register_autograd(_backward, setup_context=_setup_context)
 
 
 def triton_window_attention(queries: Tensor, keys: Tensor, values: Tensor,
@@ -279,6 +298,14 @@ def triton_window_attention(queries: Tensor, keys: Tensor, values: Tensor,
     Returns:
         Tensor: ``(Tq, C)`` in the queries' dtype. Differentiable with
         respect to the queries, keys, values and bias.
+
+    Raises:
+        RuntimeError: Where the installed torch or Triton, or the device,
+            cannot run the kernels (:func:`triton_unavailable_reason`); the
+            operator's checks, at its first call, where torch can define
+            it.
     """
+    if OPERATOR_MISSING is not None:
+        raise RuntimeError(f'triton_window_attention: {OPERATOR_MISSING}')
     return window_attention(queries, keys, values, query_rows, key_rows, bias,
                             bias_index, key_mask, region_mask, scale)[0]

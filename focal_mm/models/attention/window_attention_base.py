@@ -14,7 +14,8 @@ from torch import Tensor
 from ...ops.execution_plan import (ExecutionPlan, check_chunk_bytes,
                                    execution_plan)
 from ...ops.window_attention import attend_windows
-from ...ops.window_attention_op import (triton_unavailable_reason,
+from ...ops.window_attention_op import (OPERATOR_MISSING,
+                                        triton_unavailable_reason,
                                         triton_window_attention)
 from ...ops.window_chunks import Chunks
 from ...ops.window_rows import WindowRows
@@ -44,9 +45,14 @@ def check_heads(embed_dims: int, num_heads: int, name: str) -> None:
 
 
 def check_attn_impl(attn_impl: str) -> str:
+    """Returns ``attn_impl`` if it is one of :data:`ATTN_IMPLS` that the
+    installed torch can run, else raises ValueError saying why."""
     if attn_impl not in ATTN_IMPLS:
         raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got '
                          f'{attn_impl!r}')
+    if attn_impl == 'triton' and OPERATOR_MISSING is not None:
+        raise ValueError(f"attn_impl='triton' is not available: "
+                         f'{OPERATOR_MISSING}')
     return attn_impl
 
 
@@ -112,8 +118,8 @@ class WindowAttentionBase(BaseModule):
             None: the device's default (see ``execution_plan.py``).
         attn_impl (str): ``'auto'`` (the device's execution plan),
             ``'chunked'`` (the same, explicitly) or ``'triton'`` (the fused
-            kernel of ``window_attention_op.py``; CUDA, or CPU under
-            ``TRITON_INTERPRET=1``).
+            kernel of ``window_attention_op.py``; torch >= 2.4 and
+            Triton >= 3.0, CUDA, or CPU under ``TRITON_INTERPRET=1``).
         init_cfg (dict, optional): mmengine initialisation config.
     """
 

@@ -262,7 +262,8 @@ class FocalBackbone(BaseModule):
         attn_impl (str): ``'auto'`` (the device's execution plan, see
             ``focal_mm/ops/execution_plan.py``), ``'chunked'`` (the same
             path, explicitly) or ``'triton'`` (the fused Triton kernel;
-            CUDA, or CPU under ``TRITON_INTERPRET=1``). Default: ``'auto'``.
+            torch >= 2.4 and Triton >= 3.0; CUDA, or CPU under
+            ``TRITON_INTERPRET=1``). Default: ``'auto'``.
         pretrained (str, optional): Deprecated alias of ``init_cfg=dict(
             type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict, optional): ``dict(type='Pretrained',
