@@ -13,14 +13,15 @@ PYTEST_ARGS ?=
 # The tests of the oldest stack: the version gates; the official-equivalence
 # tests of both families; the backbone, environment and classifier
 # configuration tests (none needs a compiled mmcv op); checkpoint loading
-# (official files, URLs, mmengine runner checkpoints, the pickle refusals);
+# (official files, PaddleViT's .pdparams, URLs, mmengine runner checkpoints,
+# the pickle refusals);
 # mixed-precision training; the training of one classifier config (Focal-T;
 # Focal-fast trains in the mixed-precision tests).
 CLASSIFIER_TESTS := tests/test_segmentation_classification_configs.py
 OLDEST_TESTS := tests/test_versions.py tests/test_official_equivalence.py \
 	tests/test_backbone.py tests/test_environment.py \
 	tests/test_checkpoint_pickles.py tests/test_converter.py \
-	tests/test_pretrained_download.py \
+	tests/test_pretrained_download.py tests/test_paddle_checkpoints.py \
 	tests/test_mixed_precision.py::test_autocast_training_close_to_float32 \
 	tests/test_mixed_precision.py::test_position_bias_stays_float32_under_autocast \
 	$(CLASSIFIER_TESTS)::test_classifier_parameter_count_equals_official \
