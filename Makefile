@@ -14,9 +14,8 @@ PYTEST_ARGS ?=
 # tests of both families; the backbone, environment and classifier
 # configuration tests (none needs a compiled mmcv op); checkpoint loading
 # (official files, PaddleViT's .pdparams, URLs, mmengine runner checkpoints,
-# the pickle refusals);
-# mixed-precision training; the training of one classifier config (Focal-T;
-# Focal-fast trains in the mixed-precision tests).
+# the pickle refusals); mixed-precision training; the training of one
+# classifier config (Focal-T; Focal-fast trains in the mixed-precision tests).
 CLASSIFIER_TESTS := tests/test_segmentation_classification_configs.py
 OLDEST_TESTS := tests/test_versions.py tests/test_official_equivalence.py \
 	tests/test_backbone.py tests/test_environment.py \
