@@ -17,8 +17,9 @@
 # goes to $OUT (default gpu_check_out/): gpu_check.log (every stage's
 # output) and figures.json (each stage's status, seconds and results),
 # both rewritten as each stage ends. The exit status is non-zero when a
-# stage failed. docs/benchmark.md gives the device invocation and the time
-# of each stage.
+# stage failed. GPU_CHECK_STAGES="count_ops ms_train" runs only those
+# (after install, device and imports), for a second call. docs/benchmark.md
+# gives the device invocation and the time of each stage.
 #
 # Whole detectors need mmcv's compiled CUDA ops, which take too long to
 # build there: mmcv-lite is installed instead, with a stand-in for the
@@ -146,14 +147,28 @@ install_into() {  # install_into SITE: the carried wheels, as a run needs
 
 STATUS=0
 
+report() {  # report NAME STATUS SECONDS [WHY]: its line, and figures.json
+    say "$(printf '%-22s %-8s %5ds' "$1" "$2" "$3")${4:+  ($4)}"
+    local result=""
+    for result in "$TMP/$1.json" "$TMP/$1.xml" ""; do
+        [[ -z "$result" || -f "$result" ]] && break
+    done
+    "$PY" "$HELPERS/record.py" "$OUT/figures.json" "$1" "$2" "$3" \
+        $result >> "$LOG" 2>&1
+}
+
 stage() {  # stage NAME SECONDS COMMAND...: one line with result and time
     local name="$1" limit="$2" start rc status
     shift 2
+    if [[ -n "${GPU_CHECK_STAGES:-}" && ! " install device imports \
+            $GPU_CHECK_STAGES " =~ [[:space:]]$name[[:space:]] ]]; then
+        report "$name" skipped 0 'not selected'
+        return
+    fi
     if [[ "$MODE" == run ]]; then
         local left=$((DEADLINE - SECONDS))
         if ((left < 15)); then
-            say "$(printf '%-22s %-8s %5ds' "$name" skipped 0)  (budget spent)"
-            record "$name" skipped 0
+            report "$name" skipped 0 'budget spent'
             return
         fi
         ((limit > left)) && limit=$left
@@ -170,17 +185,7 @@ stage() {  # stage NAME SECONDS COMMAND...: one line with result and time
         *) status="failed"; STATUS=1 ;;
     esac
     echo "===== $name: $status (exit $rc) in $((SECONDS - start)) s" >> "$LOG"
-    say "$(printf '%-22s %-8s %5ds' "$name" "$status" $((SECONDS - start)))"
-    record "$name" "$status" $((SECONDS - start))
-}
-
-record() {  # record NAME STATUS SECONDS [NOTE]: into figures.json
-    local result=""
-    for result in "$TMP/$1.json" "$TMP/$1.xml" ""; do
-        [[ -z "$result" || -f "$result" ]] && break
-    done
-    "$PY" "$HELPERS/record.py" "$OUT/figures.json" "$1" "$2" "$3" \
-        $result >> "$LOG" 2>&1
+    report "$name" "$status" $((SECONDS - start))
 }
 
 IMPORTS='import torch, triton, numpy, mmengine, mmcv, mmcv.ops, mmdet.models
@@ -249,8 +254,7 @@ stages() {
         --json "$TMP/ms_train.json"
     stage bench_fp32 90 "${bench[@]}" --dtype fp32 "${backbones[@]}" \
         "${plan[@]}" --json "$TMP/bench_fp32.json"
-    say "$(printf '%-22s %-8s %5ds' detectors skipped 0)  (need mmcv's CUDA ops)"
-    record detectors skipped 0
+    report detectors skipped 0 "they need mmcv's CUDA ops"
 }
 
 main() {
