@@ -3,11 +3,11 @@ the tests, works with the numpy installed.
 
 Triton 3.6's interpreter turns a loop bound that the kernel receives at run
 time into a Python int with ``int()`` of a one-element array, which numpy
-2.5 refuses ("only 0-dimensional arrays can be converted to Python
-scalars"). Every kernel of focal_mm loops to such a bound, so none runs in
-that interpreter; compiled kernels on a GPU do not use it. A probe kernel
-with such a loop finds the failure out. Import this module only where
-``TRITON_INTERPRET=1`` was set before Triton was first imported
+refuses from 2.4 on ("only 0-dimensional arrays can be converted to Python
+scalars"; 2.3 only warns). Every kernel of focal_mm loops to such a bound,
+so none runs in that interpreter; compiled kernels on a GPU do not use it.
+A probe kernel with such a loop finds the failure out. Import this module
+only where ``TRITON_INTERPRET=1`` was set before Triton was first imported
 (conftest.py does that on machines without CUDA).
 """
 import functools
