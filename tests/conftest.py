@@ -160,6 +160,19 @@ class LogCapture:
 
 
 @pytest.fixture
+def interpreted_kernels():
+    """For tests that launch the Triton kernels: without CUDA they run in
+    Triton's interpreter, and the test is skipped, with the reason, where
+    that interpreter cannot run them (triton_interpreter.py)."""
+    if torch.cuda.is_available():
+        return
+    from triton_interpreter import interpreter_failure
+    reason = interpreter_failure()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
 def mm_log():
     """A LogCapture watching mmengine's current logger (a Runner makes its
     own: watch ``runner.logger`` too)."""

@@ -71,6 +71,7 @@ def assert_same(chunked, kernel, x):
             assert rel_err(g, r) < 1e-4
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 @pytest.mark.parametrize(
     'cls, kwargs, size', CASES, ids=[f'{c.__name__}-{k}' for c, k, _ in CASES])
 def test_attention_kernel_matches_chunked(cls, kwargs, size):
@@ -80,6 +81,7 @@ def test_attention_kernel_matches_chunked(cls, kwargs, size):
     assert_same(chunked, kernel, torch.randn(2, *size, 16))
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 @pytest.mark.parametrize('cls, kwargs', [
     (FocalTransformer, dict(use_shift=True, focal_windows=(5, 3, 3, 1))),
     (FocalFastTransformer, dict(focal_topk=16, use_conv_embed=True)),

@@ -173,6 +173,20 @@ def test_benchmark_times_both_families_against_swin():
     assert [r.split(' | ')[6] for r in rows] == ['0.91', '0.88']
 
 
+def test_benchmark_batch_and_no_flops(tmp_path):
+    """--batch replaces the backbone cases' batch and --no-flops leaves the
+    FLOPs ratio out: '-' in the table, null in the JSON (one step)."""
+    out = run('analysis/benchmark.py', '--cases', 'infer_224', '--models',
+              'focal', '--batch', 2, '--repeats', 1, '--warmup', 0,
+              '--no-memory', '--no-flops', '--json', tmp_path / 'o.json')
+    row = next(line for line in out.splitlines()
+               if line.startswith('| infer_224'))
+    cells = row.split(' | ')
+    assert cells[1:3] == ['Focal-T', '2'] and cells[6] == '-'
+    [result] = json.loads((tmp_path / 'o.json').read_text())['results']
+    assert result['batch'] == 2 and result['flops_ratio'] is None
+
+
 def test_benchmark_multiscale_training_case():
     """ms_train on one batch of the 3x recipe's sizes: a row per family,
     and a new size's geometry at most 5% of its training step (the budget

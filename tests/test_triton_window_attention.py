@@ -61,34 +61,36 @@ def make_case(windows: int,
               region_mask: bool = False,
               image_windows: int = 3,
               dtype: torch.dtype = torch.float32,
-              seed: int = 0) -> Case:
-    """Random inputs: ``windows`` windows of ``L`` queries over ``N`` key
-    slots drawn (with repeats, also within a window) from ``key_table`` key
-    rows; a shared ``(heads, L, N)`` bias, or with ``bias_cols`` a
-    ``(heads, L, bias_cols)`` table and a random column per key slot;
-    masks of -100 at random places, per ``image_windows`` windows."""
+              seed: int = 0,
+              device: torch.device = DEVICE) -> Case:
+    """Random inputs on ``device``: ``windows`` windows of ``L`` queries
+    over ``N`` key slots drawn (with repeats, also within a window) from
+    ``key_table`` key rows; a shared ``(heads, L, N)`` bias, or with
+    ``bias_cols`` a ``(heads, L, bias_cols)`` table and a random column per
+    key slot; masks of -100 at random places, per ``image_windows``
+    windows."""
     g = torch.Generator().manual_seed(seed)
     C = heads * d
 
     def randn(*shape, std=1.0):
-        return (torch.randn(*shape, generator=g) * std).to(DEVICE, dtype)
+        return (torch.randn(*shape, generator=g) * std).to(device, dtype)
 
     def masked(*shape):
         hit = torch.rand(*shape, generator=g) < 0.25
-        return (hit * -100.0).to(DEVICE)
+        return (hit * -100.0).to(device)
 
     bias_index = None
     if bias_cols is not None:
         bias_index = torch.randint(
-            0, bias_cols, (windows, N), generator=g).to(DEVICE)
+            0, bias_cols, (windows, N), generator=g).to(device)
     return Case(
         queries=randn(windows * L, C),
         keys=randn(key_table, C),
         values=randn(key_table, C),
         query_rows=torch.randperm(windows * L, generator=g).view(windows,
-                                                                 L).to(DEVICE),
+                                                                 L).to(device),
         key_rows=torch.randint(0, key_table, (windows, N),
-                               generator=g).to(DEVICE),
+                               generator=g).to(device),
         bias=randn(heads, L, bias_cols or N, std=0.5),
         bias_index=bias_index,
         key_mask=masked(image_windows, N) if key_mask else None,
@@ -195,6 +197,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 @pytest.mark.parametrize('shape', SHAPES.values(), ids=SHAPES.keys())
 def test_shared_bias_with_masks(shape):
     """The Focal form: one (heads, L, N) bias for all windows, a key mask
@@ -203,6 +206,7 @@ def test_shared_bias_with_masks(shape):
     check_against_reference(case, 1e-5, 1e-4)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 @pytest.mark.parametrize(
     'shape', [SHAPES['d32-L49'], SHAPES['d16-L25']],
     ids=['d32-L49', 'd16-L25'])
@@ -213,6 +217,7 @@ def test_per_window_bias_index(shape):
     check_against_reference(case, 1e-5, 1e-4)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 def test_heavily_shared_keys():
     """12 windows whose 70 key slots all come from 6 key rows, a bias
     index and a key mask: many windows add to each key gradient row and
@@ -221,6 +226,7 @@ def test_heavily_shared_keys():
     check_against_reference(case, 1e-5, 1e-4)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 def test_float16():
     """float16 tables: the products run in float16 with float32
     accumulation (the weights are rounded to float16 before weighing the
@@ -236,6 +242,7 @@ def test_float16():
     check_against_reference(case, 1e-3, 2e-3)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 def test_refuses_deterministic_mode():
     """The backward adds with atomics: it raises under
     torch.use_deterministic_algorithms(True) and warns in warn-only mode;
@@ -255,6 +262,7 @@ def test_refuses_deterministic_mode():
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 def test_compile_fullgraph_matches_eager():
     """torch.compile (aot_eager, no graph break) of a function calling the
     operator gives eager's output and gradients."""
@@ -293,6 +301,7 @@ class Attention(torch.nn.Module):
                                        self.region_mask, self.scale)
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 def test_export_holds_one_operator():
     """torch.export of a module calling the operator: one
     focal_mm.window_attention node, and the exported program runs."""
@@ -349,12 +358,13 @@ def test_bad_inputs(change, message):
 
 def test_unavailable_reasons(kernels, monkeypatch):
     """The reasons say what to do: an unsupported device type, the CPU
-    without the interpreter, kernels already compiled for the GPU."""
+    without the interpreter, kernels already compiled for the GPU (asked
+    about CPU tensors on any machine)."""
     assert 'not on mps' in triton_unavailable_reason('mps')
     monkeypatch.setattr(kernels, 'INTERPRETED', False)
     assert 'compiled for the GPU' in triton_unavailable_reason('cpu')
     with pytest.raises(RuntimeError, match='cannot run on cpu'):
-        triton_window_attention(*make_case(*SHAPES['d8-L16']))
+        triton_window_attention(*make_case(*SHAPES['d8-L16'], device='cpu'))
     monkeypatch.delitem(sys.modules, op.KERNEL_MODULE)
     monkeypatch.setenv('TRITON_INTERPRET', '0')
     assert 'needs TRITON_INTERPRET=1' in triton_unavailable_reason('cpu')
@@ -457,6 +467,7 @@ ONNX_FORMS = {
 }
 
 
+@pytest.mark.usefixtures('interpreted_kernels')
 @pytest.mark.parametrize('form', ONNX_FORMS.values(), ids=ONNX_FORMS.keys())
 def test_onnx_export_runs_in_onnxruntime(form):
     """torch.onnx.export (dynamo) with the operator's translation table:

@@ -24,9 +24,10 @@ one. The FLOPs ratio is Swin's multiply-accumulates over the Focal model's
 in one forward of one image (counted as get_flops.py counts what runs; a
 detector in mmdet's tensor mode: backbone, neck and heads on the RPN's
 proposals): the speed ratio a Focal model would have if it ran its
-operations at Swin's pace. ``--dtype bf16`` runs everything under autocast,
-``--compile`` compiles every backbone (Swin's too) with torch.compile; their
-rows are labelled.
+operations at Swin's pace; ``--no-flops`` leaves it out (its count traces
+every model on the CPU, which a GPU run need not wait for). ``--dtype bf16``
+runs everything under autocast, ``--compile`` compiles every backbone
+(Swin's too) with torch.compile; their rows are labelled.
 Peak memory is CUDA's allocator peak on GPU; on CPU it is the rise of the
 resident memory's high-water mark (reset before the step) over the resident
 memory before the step, in a fresh child process per model and case.
@@ -108,7 +109,9 @@ def family_and_impl(model: str):
     return family, attn_impl
 
 
-def cases(device: str, detector_size=(640, 800)):
+def cases(device: str, detector_size=(640, 800), backbone_batch=None):
+    """Every case by name; ``backbone_batch`` replaces the device's batch
+    of the backbone cases."""
     gpu = device.startswith('cuda')
     backbone = {
         'infer_224':
@@ -118,6 +121,8 @@ def cases(device: str, detector_size=(640, 800)):
         'train_224':
         dict(size=(224, 224), batch=64 if gpu else 8, train=True),
     }
+    for case in backbone.values():
+        case['batch'] = backbone_batch or case['batch']
     detector = {
         f'det_{name}_{mode}':
         dict(
@@ -192,9 +197,12 @@ def forward_flops(name: str, arch: str, size: tuple, detector=None) -> int:
     return flop_analyzer(model, torch.randn(1, 3, *size)).total()
 
 
-def flops_ratio(name: str, arch: str, case: dict) -> float:
+def flops_ratio(name: str, arch: str, case: dict, count: bool = True):
     """Swin's FLOPs over those of model ``name`` in ``case`` (counted on the
-    default attention of its family: the kernels do the same arithmetic)."""
+    default attention of its family: the kernels do the same arithmetic),
+    or None without ``count``."""
+    if not count:
+        return None
     key = (arch, case['size'], case.get('detector'))
     return forward_flops('swin', *key) / forward_flops(
         family_and_impl(name)[0], *key)
@@ -279,7 +287,8 @@ def peak_memory_mb(name, args, case_name):
     device = args.device
     if device.startswith('cuda'):
         _, step = make_step(name, args.arch,
-                            cases(device, args.det_size)[case_name],
+                            cases(device, args.det_size,
+                                  args.batch)[case_name],
                             DTYPES[args.dtype], device, args.compile)
         step()
         torch.cuda.synchronize()
@@ -296,7 +305,8 @@ def peak_memory_mb(name, args, case_name):
             sys.executable, __file__, '--child', name, '--arch', args.arch,
             '--case', case_name, '--dtype', args.dtype, '--det-size',
             *map(str, args.det_size)
-        ] + ['--compile'] * args.compile,
+        ] + ['--compile'] * args.compile +
+        ['--batch', str(args.batch)] * bool(args.batch),
         capture_output=True,
         text=True,
         check=True)
@@ -318,7 +328,7 @@ def child(args):
     the first one compiles). The mark is reset before the step, so that
     what building the model took and gave back does not count."""
     _, step = make_step(args.child, args.arch,
-                        cases('cpu', args.det_size)[args.case],
+                        cases('cpu', args.det_size, args.batch)[args.case],
                         DTYPES[args.dtype], 'cpu', args.compile)
     if args.compile:
         step()
@@ -353,9 +363,18 @@ def parse_args(argv=None):
         default=(640, 800),
         metavar=('H', 'W'),
         help='image size of the detector cases (default: 640 800)')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        help='batch of the backbone cases (default: 8, 1, 8 on CPU; 64, '
+        '2, 64 on CUDA)')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument(
+        '--no-flops',
+        action='store_true',
+        help='leave out the FLOPs ratio (counted on the CPU)')
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -470,7 +489,8 @@ def timed_rows(args, name, case):
             ratio=mid,
             ratio_min=low,
             ratio_max=high,
-            flops_ratio=flops_ratio(model, args.arch, case))
+            flops_ratio=flops_ratio(model, args.arch, case,
+                                    not args.no_flops))
         if swin_peak is not None:
             row['focal_peak_mb'] = peak_memory_mb(model, args, name)
             row['swin_peak_mb'] = swin_peak
@@ -489,10 +509,11 @@ def print_timed(header, results):
         mem = (f"{r['focal_peak_mb']:.0f} | {r['swin_peak_mb']:.0f} | "
                f"{r['memory_ratio']:.2f}") if 'memory_ratio' in r else \
             '- | - | -'
+        flops = '-' if r['flops_ratio'] is None else f"{r['flops_ratio']:.2f}"
         print(f"| {r['case']} | {r['model']} | {r['batch']} | "
               f"{r['focal_img_s']:.2f} | {r['swin_img_s']:.2f} | "
               f"{r['ratio_min']:.2f} / {r['ratio']:.2f} / "
-              f"{r['ratio_max']:.2f} | {r['flops_ratio']:.2f} | {mem} |")
+              f"{r['ratio_max']:.2f} | {flops} | {mem} |")
 
 
 def print_onnx(args, results):
@@ -587,7 +608,7 @@ def main(argv=None):
 
 def run_cases(args):
     """Runs and prints the selected cases; their rows and the setting."""
-    all_cases = cases(args.device, args.det_size)
+    all_cases = cases(args.device, args.det_size, args.batch)
     names = selected_cases(args, all_cases)
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
