@@ -1,6 +1,10 @@
-"""The README's main job, for real: a Focal-T Mask R-CNN trained from scratch
-for a few minutes on CPU learns the generated shapes dataset (COCO metric on
-held-out images) and draws its predictions."""
+"""The README's main job, for real: tools/demo.py generates the shapes
+dataset, trains a Focal-T Mask R-CNN on it from scratch on CPU, evaluates it
+(COCO metric on the held-out images) and draws its predictions.
+
+The test trains one epoch of the demo's four (``make demo`` trains all
+four) and asks for a box and a mask mAP that every measured one-epoch run
+exceeds with margin and an untrained model does not reach (docs/demo.md)."""
 import re
 import subprocess
 import sys
@@ -11,6 +15,12 @@ from PIL import Image
 from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
+# One epoch gave box / mask mAP from 0.050 / 0.082 (seed 2) to 0.264 / 0.315
+# (seed 1), 0.145 / 0.276 with the demo's seed 0 (docs/demo.md); the model
+# as training starts it gives 0.001 / 0.000. The bounds sit four to five
+# times below the worst working run and well above the untrained model.
+MIN_BOX_MAP = 0.01
+MIN_MASK_MAP = 0.02
 
 
 def test_demo_learns_the_shapes(tmp_path):
@@ -18,13 +28,16 @@ def test_demo_learns_the_shapes(tmp_path):
         sys.executable,
         str(REPO_ROOT / 'tools' / 'demo.py'), '--work-dir',
         str(tmp_path / 'work'), '--data-root',
-        str(tmp_path / 'shapes_coco')
+        str(tmp_path / 'shapes_coco'), '--epochs', '1'
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    box_map = float(re.search(r'COCO box mAP ([\d.]+)', result.stdout)[1])
+    maps = re.search(r'COCO box mAP ([\d.]+), mask mAP ([\d.]+)',
+                     result.stdout)
     print(result.stdout[-800:])
-    assert box_map > 0.3, result.stdout[-2000:]
+    assert maps, result.stdout[-2000:]
+    assert float(maps[1]) > MIN_BOX_MAP, result.stdout[-2000:]
+    assert float(maps[2]) > MIN_MASK_MAP, result.stdout[-2000:]
     picture = tmp_path / 'work' / 'prediction.png'
     assert Image.open(picture).size == (672, 480)

@@ -55,7 +55,8 @@ def make(cfg, **kwargs):
 
 def check_against_oracle(attn, x):
     """Outputs (1e-12) and gradients of the input and every parameter,
-    the bias MLPs included (1e-10), against the oracle."""
+    the bias MLPs included (1e-10 elementwise, or 1e-12 of the gradient's
+    norm), against the oracle."""
     ours = attn(x)
     ref = oracle_focal_fast_attention(attn, x)
     assert ours.shape == x.shape
@@ -65,9 +66,15 @@ def check_against_oracle(attn, x):
         if r is None:  # bias_mlps.1 with pool_method='none'
             assert g is None
         else:
-            # The last MLP bias of a single level has a zero gradient (the
-            # softmax ignores a shift of all logits): hence atol.
-            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+            # Elementwise within 1e-10, and within 1e-12 of the gradient's
+            # norm where a sum cancels: its rounding error follows the size
+            # of the terms (the norm), not of the result, and its last bits
+            # follow the CPU's reduction order. The floor of 1e-12 absolute
+            # is for the last MLP bias of a single level, whose gradient is
+            # zero (the softmax ignores a shift of all logits): rounding
+            # noise of about 1e-14 in both.
+            atol = 1e-12 * max(1., r.norm().item())
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=atol)
     return ours
 
 

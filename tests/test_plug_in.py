@@ -1,6 +1,5 @@
 """The README's recipe: a few lines turn unmodified mmdet and mmseg configs
-into Focal ones, which then train (a couple of iterations on generated
-data)."""
+into Focal ones, which then train (an iteration on generated data)."""
 import math
 
 import pytest
@@ -39,7 +38,7 @@ def test_mmdet_faster_rcnn(tmp_path):
     cfg = plug_in(tmp_path,
                   'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
                   'neck=dict(in_channels=[96, 192, 384, 768])')
-    root = make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2)
+    root = make_coco(str(tmp_path / 'coco'), num_train=2, num_val=1)
     train(toy_detection(cfg, root, str(tmp_path / 'work')))
 
 

@@ -84,7 +84,8 @@ def test_segmentation_train_test_infer(tmp_path):
             str(REPO_ROOT / 'configs' /
                 'upernet_focal_tiny_512x512_160k_ade20k.py')), root,
         str(tmp_path / 'work'))
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=cfg.train_cfg.max_iters)
     config = tmp_path / 'seg.py'
     cfg.dump(str(config))
     run('train.py', config)
