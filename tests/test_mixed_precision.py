@@ -2,11 +2,11 @@
 same way on GPUs).
 
 Inference, bfloat16, every reference case: the models stay finite, their
-logits within 1e-2 relative of float32 (2e-2 for Focal-fast) and their
-stage features within 2e-2 (bf16 keeps 8 bits of mantissa; the 12-block
-cases reach about 1e-2 in the last stage's raw, un-normalised features;
-the official Focal-fast model itself gives 1.6e-2 on v2_level1_224 under
-bf16).
+logits and stage features within 2e-2 relative of float32 (bf16 keeps 8
+bits of mantissa; the 12-block cases reach about 1e-2 in the last stage's
+raw, un-normalised features, and the Focal logits of window14_448 1.0e-2
+under AVX2 code paths; the official Focal-fast model itself gives 1.6e-2 on
+v2_level1_224 under bf16).
 
 Training, bfloat16 and float16, the compact cases, with the CPU plan and
 the CUDA plan: logits, the input gradient and all parameter gradients
@@ -63,8 +63,7 @@ def test_bf16_autocast_close_to_float32(family, case_id):
             logits, stages = run_with_stages(model, case['input'])
     assert logits.dtype == torch.bfloat16
     assert torch.isfinite(logits).all()
-    assert rel_err(logits.float(),
-                   ref_logits) < (1e-2 if family == 'focal_v1' else 2e-2)
+    assert rel_err(logits.float(), ref_logits) < 2e-2
     for s, r in zip(stages, ref_stages):
         assert torch.isfinite(s).all()
         assert rel_err(s.float(), r) < 2e-2
