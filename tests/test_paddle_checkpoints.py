@@ -22,11 +22,9 @@ from focal_mm.checkpoints.official import (mmpretrain_model_cfg,
 from focal_mm.checkpoints.pdparams import (ALLOWED_GLOBALS, load_paddle_pickle,
                                            read_pdparams)
 from focal_mm.checkpoints.pretrained import checkpoint_to_test
-from focal_mm.synthetic_data import make_imagenet
 from conftest import REPO_ROOT, load_case, rel_err
-from test_pretrained_download import backbone_cfg, build_det_backbone
-from test_tools import run
-from toy_configs import official_case_classifier
+from test_pretrained_download import (backbone_cfg, build_det_backbone,
+                                      tools_test_scores)
 
 DATA = REPO_ROOT / 'tests' / 'data' / 'paddle'
 FIXTURE_SCRIPT = REPO_ROOT / 'tools' / 'fixtures' / 'make_paddle_fixtures.py'
@@ -347,23 +345,9 @@ def test_tools_test_takes_the_pdparams(tmp_path):
     case = load_case(entry['case'])
     converted = tmp_path / 'converted.pth'
     assert convert(DATA / entry['file'], converted).returncode == 0
-    root = make_imagenet(
-        str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=1)
-    cfg = official_case_classifier(case, root, str(tmp_path / 'work'))
-    config = tmp_path / 'cls.py'
-    cfg.dump(str(config))
-    scores = {}
-    for name, checkpoint in (('converted', converted),
-                             ('pdparams', DATA / entry['file'])):
-        preds = tmp_path / f'{name}.pkl'
-        out = run('test.py', config, checkpoint, '--work-dir',
-                  tmp_path / name, '--out', preds)
-        assert 'accuracy/top1' in out
-        assert 'do not match exactly' not in out  # every weight loaded
-        with open(preds, 'rb') as f:
-            scores[name] = torch.stack(
-                [p['pred_score'] for p in pickle.load(f)])
-    assert scores['converted'].shape == (3, 10)
+    scores = tools_test_scores(
+        case, tmp_path, dict(converted=converted,
+                             pdparams=DATA / entry['file']))
     assert torch.equal(scores['pdparams'], scores['converted'])
     assert os.path.isfile(tmp_path / 'pdparams' /
                           f"mmpretrain_{entry['file'][:-9]}.pth")

@@ -517,6 +517,29 @@ def test_checkpoint_that_fits_neither_is_refused(tmp_path, case):
         checkpoint_to_test(str(official), str(tmp_path), 'MaskRCNN')
 
 
+def tools_test_scores(case, tmp_path, checkpoints: dict) -> dict:
+    """tools/test.py on a tiny ImageNet classifier config of a reference
+    case, once per checkpoint (name -> path or URL), each with every weight
+    loaded: name -> the prediction scores of its 3 x 10 images."""
+    root = make_imagenet(
+        str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=1)
+    cfg = official_case_classifier(case, root, str(tmp_path / 'work'))
+    config = tmp_path / 'cls.py'
+    cfg.dump(str(config))
+    scores = {}
+    for name, checkpoint in checkpoints.items():
+        preds = tmp_path / f'{name}.pkl'
+        out = run('test.py', config, checkpoint, '--work-dir',
+                  tmp_path / name, '--out', preds)
+        assert 'accuracy/top1' in out
+        assert 'do not match exactly' not in out  # every weight loaded
+        with open(preds, 'rb') as f:
+            scores[name] = torch.stack(
+                [p['pred_score'] for p in pickle.load(f)])
+        assert scores[name].shape == (3, 10)
+    return scores
+
+
 @pytest.mark.slow
 def test_tools_test_takes_the_official_file(server, case, tmp_path):
     """tools/test.py on an ImageNet config: the release file by URL or local
@@ -527,25 +550,10 @@ def test_tools_test_takes_the_official_file(server, case, tmp_path):
     torch.save({'state_dict': official_to_mmpretrain(case['state_dict'])},
                converted)
 
-    root = make_imagenet(
-        str(tmp_path / 'imagenet'), per_class_train=1, per_class_val=1)
-    cfg = official_case_classifier(case, root, str(tmp_path / 'work'))
-    config = tmp_path / 'cls.py'
-    cfg.dump(str(config))
-
-    scores = {}
-    for name, checkpoint in (('converted', converted),
-                             ('url', server.url + 'focal-case.pth'),
-                             ('local', official)):
-        preds = tmp_path / f'{name}.pkl'
-        out = run('test.py', config, checkpoint, '--work-dir',
-                  tmp_path / name, '--out', preds)
-        assert 'accuracy/top1' in out
-        assert 'do not match exactly' not in out  # every weight loaded
-        with open(preds, 'rb') as f:
-            scores[name] = torch.stack(
-                [p['pred_score'] for p in pickle.load(f)])
-    assert scores['converted'].shape == (3, 10)
+    scores = tools_test_scores(
+        case, tmp_path,
+        dict(converted=converted, url=server.url + 'focal-case.pth',
+             local=official))
     assert torch.equal(scores['url'], scores['converted'])
     assert torch.equal(scores['local'], scores['converted'])
     assert server.requests == ['/focal-case.pth']
