@@ -108,8 +108,8 @@ def test_bad_chunk_bytes_is_an_error(value):
 
 def test_chunk_bytes_sets_the_budget():
     cpu = torch.device('cpu')
-    assert execution_plan.execution_plan(cpu) == CPU_PLAN
-    plan = execution_plan.execution_plan(cpu, 12345)
+    assert execution_plan(cpu) == CPU_PLAN
+    plan = execution_plan(cpu, 12345)
     assert (plan.chunk_bytes, plan.training_chunk_bytes) == (12345, 12345)
     assert plan.recompute_backward and plan.crop_slots
     assert CUDA_80GB.chunk_bytes == 80 * 2**30 // 32
