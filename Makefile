@@ -9,6 +9,11 @@
 PYTHON := .venv/bin/python
 OLDEST_PYTHON := .venv-oldest/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers: the tests run in two processes, an idle one taking
+# over the queue of a busy one (worksteal); tests/conftest.py gives each its
+# share of the cores and starts the slow tests first. TEST_WORKERS=0 runs
+# them in one process.
+TEST_WORKERS ?= 2
 
 # The tests of the oldest stack: the version gates; the official-equivalence
 # tests of both families; the backbone, environment and classifier
@@ -46,11 +51,12 @@ oldest-env:
 
 test: env
 	$(PYTHON) -m flake8 focal_mm tools tests configs setup.py
-	$(PYTHON) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests -q -ra --durations=15 -n $(TEST_WORKERS) \
+		--dist worksteal $(PYTEST_ARGS)
 
 demo: env
 	$(PYTHON) tools/demo.py
 
 test-oldest: oldest-env
 	$(OLDEST_PYTHON) -m pytest $(OLDEST_TESTS) $(OLDEST_DESELECT) -q -ra \
-		--durations=15 $(PYTEST_ARGS)
+		--durations=15 -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

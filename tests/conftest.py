@@ -33,6 +33,16 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
 
+# Under pytest-xdist (``make test`` runs two workers) each worker takes its
+# share of the cores: two workers of two threads each on two cores would
+# fight over them. OMP_NUM_THREADS hands the share on to the tools that the
+# tests run as subprocesses.
+WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if WORKERS > 1:
+    THREADS = max(1, torch.get_num_threads() // WORKERS)
+    torch.set_num_threads(THREADS)
+    os.environ['OMP_NUM_THREADS'] = str(THREADS)
+
 from reference_cases import COMPACT_CASES, FULL_CASES  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +131,13 @@ def pytest_configure(config):
         'slow: full-size models or training loops (still run in CI)')
     config.addinivalue_line(
         'markers', 'gpu: needs a CUDA device (deselected unless -m gpu)')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run first (otherwise in collection order):
+    pytest-xdist's workers take tests in this order, and a long test taken
+    last would leave the other workers idle while it runs."""
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
 
 
 def pytest_report_header(config):
