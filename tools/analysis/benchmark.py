@@ -367,7 +367,7 @@ def parse_args(argv=None):
         '--batch',
         type=int,
         help='batch of the backbone cases (default: 8, 1, 8 on CPU; 64, '
-        '2, 64 on CUDA)')
+        '2, 64 on CUDA) and of ms_train (default: 2)')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-memory', action='store_true')
@@ -533,10 +533,12 @@ def print_onnx(args, results):
 def multiscale_case(args):
     """The ms_train rows (see multiscale_training.py), printed."""
     autocast = autocast_for(DTYPES[args.dtype], args.device) or nullcontext()
-    rows = multiscale_rows(args.models, family_and_impl, args.ms_batches, 2,
-                           args.device, autocast, partial(sync, args.device))
+    batch = args.batch or 2
+    rows = multiscale_rows(args.models, family_and_impl, args.ms_batches,
+                           batch, args.device, autocast,
+                           partial(sync, args.device))
     print(f'\nMulti-scale training (ms_train): backbone training steps on '
-          f'{args.ms_batches} batches of 2 drawn from the 3x pipeline, '
+          f'{args.ms_batches} batches of {batch} drawn from the 3x pipeline, '
           f'{args.device}, {args.dtype}, {torch.get_num_threads()} threads')
     print('| model | ratio, new sizes | ratio, cached sizes | difference | '
           'geometry per new size (median / max) | share of the step '
