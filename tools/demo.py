@@ -76,6 +76,9 @@ def main(argv=None):
         cfg.train_cfg.max_epochs = cfg.train_cfg.val_interval = args.epochs
         cfg.default_hooks.checkpoint.interval = args.epochs
         cfg.param_scheduler[1].end = args.epochs
+    # The held-out images are evaluated once, by runner.val() after
+    # training: the training loop's own validation would repeat it.
+    cfg.train_cfg.val_begin = cfg.train_cfg.max_epochs + 1
 
     start = time.time()
     runner = Runner.from_cfg(cfg)
