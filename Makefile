@@ -10,9 +10,8 @@ PYTHON := .venv/bin/python
 OLDEST_PYTHON := .venv-oldest/bin/python
 PYTEST_ARGS ?=
 # pytest-xdist workers: the tests run in two processes, an idle one taking
-# over the queue of a busy one (worksteal); tests/conftest.py gives each its
-# share of the cores and starts the slow tests first. TEST_WORKERS=0 runs
-# them in one process.
+# over half the queue of a busy one (worksteal); tests/conftest.py gives
+# each its share of the cores. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 
 # The tests of the oldest stack: the version gates; the official-equivalence

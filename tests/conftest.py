@@ -133,13 +133,6 @@ def pytest_configure(config):
         'markers', 'gpu: needs a CUDA device (deselected unless -m gpu)')
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` run first (otherwise in collection order):
-    pytest-xdist's workers take tests in this order, and a long test taken
-    last would leave the other workers idle while it runs."""
-    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
-
-
 def pytest_report_header(config):
     if full_set_present():
         return f'reference data: compact set and full set ({FULL_ROOT})'
