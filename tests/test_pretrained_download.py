@@ -145,6 +145,12 @@ def server(tmp_path, monkeypatch):
     thread.join()
 
 
+def assert_names_the_port(message, name):
+    """``message`` has every line of PORT_LINES[name] as a line of its own."""
+    lines = message.splitlines()
+    assert all(line in lines for line in PORT_LINES[name]), message
+
+
 def assert_ways_to_start(message, config):
     """``message`` ends with the ready options that replace the checkpoint,
     naming the ImageNet config ``config``, which exists and saves the
@@ -238,9 +244,7 @@ def test_missing_local_file_says_what_to_do(tmp_path):
                               'focal-tiny-is224-ws7.pth is an official '
                               'release file. The official Focal Transformer '
                               'checkpoints cannot be downloaded')
-    lines = message.splitlines()
-    assert all(line in lines
-               for line in PORT_LINES['focal-tiny-is224-ws7.pth']), message
+    assert_names_the_port(message, 'focal-tiny-is224-ws7.pth')
     assert_ways_to_start(message, 'focal_tiny_in1k')
 
 
@@ -279,7 +283,7 @@ def test_release_url_refused_says_why_and_what_to_do(server, monkeypatch, case,
         message
     lines = message.splitlines()
     if name in PORT_LINES:
-        assert all(line in lines for line in PORT_LINES[name]), message
+        assert_names_the_port(message, name)
         assert ('Neither link could be reached from the machines focal_mm '
                 'was developed on: both are given as PaddleViT publishes '
                 'them.') in lines
@@ -427,9 +431,7 @@ def test_failed_download_names_the_url(server):
                               'Error 404: File not found\n'
                               'focal-tiny-is224-ws7.pth (Focal-T) survives '
                               'as PaddleViT\'s port')
-    lines = message.splitlines()
-    assert all(line in lines
-               for line in PORT_LINES['focal-tiny-is224-ws7.pth']), message
+    assert_names_the_port(message, 'focal-tiny-is224-ws7.pth')
     assert 'A copy saved as ' in message
     assert 'public access' not in message
     assert_ways_to_start(message, 'focal_tiny_in1k')
